@@ -1,0 +1,145 @@
+# cython: language_level=3
+"""Route scoring and model choice: the compiled core of semroute.policy.
+
+One job: given neighbour hits and per-model arrays, compute route scores, the
+quality bar and the chosen model with its fallback order. No Python objects
+beyond numpy arrays cross this boundary; semroute/policy.py owns the meaning.
+"""
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.math cimport INFINITY
+
+cnp.import_array()
+
+
+def route_scores(const int[::1] route_ids, const float[::1] scores, int n_routes):
+    """Per-route score = best similarity among the route's neighbours.
+
+    route_ids[i] < 0 marks an empty FAISS slot and is skipped. Routes without
+    a neighbour get -inf.
+    """
+    cdef cnp.ndarray[cnp.float32_t, ndim=1] out = np.full(n_routes, -INFINITY, dtype=np.float32)
+    cdef float[::1] o = out
+    cdef Py_ssize_t i
+    cdef int r
+    for i in range(route_ids.shape[0]):
+        r = route_ids[i]
+        if r < 0 or r >= n_routes:
+            continue
+        if scores[i] > o[r]:
+            o[r] = scores[i]
+    return out
+
+
+cpdef float quality_bar(float knob, float floor, float target, float best):
+    """Quality a model must reach for this request.
+
+    The knob (0-1) moves the bar piecewise-linearly: 0 -> the route's floor,
+    0.5 -> the route's target, 1 -> the best quality among eligible models.
+    """
+    if knob < 0.0:
+        knob = 0.0
+    elif knob > 1.0:
+        knob = 1.0
+    if best < target:
+        target = best
+    if target < floor:
+        floor = target
+    if knob <= 0.5:
+        return floor + (target - floor) * (knob / 0.5)
+    return target + (best - target) * ((knob - 0.5) / 0.5)
+
+
+def choose(
+    const float[::1] quality,
+    const double[::1] cost,
+    const unsigned char[::1] eligible,
+    const int[::1] provider,
+    float bar,
+):
+    """Pick the cheapest eligible model whose quality clears `bar`.
+
+    Returns (chosen, fallbacks, meets_bar, cleared):
+    - chosen: index of the model, or -1 when no model is eligible;
+    - fallbacks: int32 indices of the other eligible models, in the order a
+      gateway should try them: those clearing the bar before those that do
+      not, other providers before the chosen one's provider, then cheapest
+      first (clearing) or best first (not clearing);
+    - meets_bar: uint8 per model;
+    - cleared: False when no eligible model clears the bar, in which case the
+      best eligible model (cheapest among equals) was chosen.
+    """
+    cdef Py_ssize_t n = quality.shape[0]
+    cdef Py_ssize_t i, j
+    cdef cnp.ndarray[cnp.uint8_t, ndim=1] meets_arr = np.zeros(n, dtype=np.uint8)
+    cdef unsigned char[::1] meets = meets_arr
+    cdef Py_ssize_t chosen = -1
+    cdef bint cleared = True
+    cdef float eps = 1e-6
+
+    for i in range(n):
+        meets[i] = 1 if quality[i] + eps >= bar else 0
+
+    for i in range(n):
+        if not eligible[i] or not meets[i]:
+            continue
+        if chosen < 0 or cost[i] < cost[chosen] or (
+            cost[i] == cost[chosen] and quality[i] > quality[chosen]
+        ):
+            chosen = i
+
+    if chosen < 0:
+        cleared = False
+        for i in range(n):
+            if not eligible[i]:
+                continue
+            if chosen < 0 or quality[i] > quality[chosen] or (
+                quality[i] == quality[chosen] and cost[i] < cost[chosen]
+            ):
+                chosen = i
+
+    if chosen < 0:
+        return -1, np.empty(0, dtype=np.int32), meets_arr, False
+
+    # Fallback order by insertion sort on a small array (pools are tens of models).
+    cdef cnp.ndarray[cnp.int32_t, ndim=1] order_arr = np.empty(n, dtype=np.int32)
+    cdef int[::1] order = order_arr
+    cdef Py_ssize_t m = 0
+    cdef int cand
+    for i in range(n):
+        if i == chosen or not eligible[i]:
+            continue
+        j = m
+        while j > 0 and _before(i, order[j - 1], quality, cost, meets, provider, provider[chosen]):
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = <int>i
+        m += 1
+    return int(chosen), order_arr[:m].copy(), meets_arr, cleared
+
+
+cdef inline bint _before(
+    Py_ssize_t a,
+    Py_ssize_t b,
+    const float[::1] quality,
+    const double[::1] cost,
+    const unsigned char[::1] meets,
+    const int[::1] provider,
+    int chosen_provider,
+):
+    """Whether model a comes before model b in the fallback order."""
+    if meets[a] != meets[b]:
+        return meets[a] > meets[b]
+    cdef bint a_other = provider[a] != chosen_provider
+    cdef bint b_other = provider[b] != chosen_provider
+    if a_other != b_other:
+        return a_other
+    if meets[a]:
+        if cost[a] != cost[b]:
+            return cost[a] < cost[b]
+        return quality[a] > quality[b]
+    if quality[a] != quality[b]:
+        return quality[a] > quality[b]
+    return cost[a] < cost[b]
