@@ -1,0 +1,1 @@
+"""Learned quality routing: training, calibration, evaluation and the request-time predictor."""
