@@ -37,18 +37,18 @@ cpdef float quality_bar(float knob, float floor, float target, float best):
     """Quality a model must reach for this request.
 
     The knob (0-1) moves the bar piecewise-linearly: 0 -> the route's floor,
-    0.5 -> the route's target, 1 -> the best quality among eligible models.
+    0.5 -> the route's target, 1 -> the best quality among eligible models
+    (or the target, when no eligible model reaches it: the request then
+    falls back to the best eligible model and says so).
     """
     if knob < 0.0:
         knob = 0.0
     elif knob > 1.0:
         knob = 1.0
-    if best < target:
-        target = best
-    if target < floor:
-        floor = target
     if knob <= 0.5:
         return floor + (target - floor) * (knob / 0.5)
+    if best < target:
+        return target
     return target + (best - target) * ((knob - 0.5) / 0.5)
 
 
@@ -58,8 +58,12 @@ def choose(
     const unsigned char[::1] eligible,
     const int[::1] provider,
     float bar,
+    Py_ssize_t force=-1,
 ):
     """Pick the cheapest eligible model whose quality clears `bar`.
+
+    `force` (a rule's pinned model) is chosen instead when it is eligible;
+    the fallback order is computed around it the same way.
 
     Returns (chosen, fallbacks, meets_bar, cleared):
     - chosen: index of the model, or -1 when no model is eligible;
@@ -82,8 +86,12 @@ def choose(
     for i in range(n):
         meets[i] = 1 if quality[i] + eps >= bar else 0
 
+    cdef bint forced = 0 <= force < n and eligible[force]
+    if forced:
+        chosen = force
+
     for i in range(n):
-        if not eligible[i] or not meets[i]:
+        if forced or not eligible[i] or not meets[i]:
             continue
         if chosen < 0 or cost[i] < cost[chosen] or (
             cost[i] == cost[chosen] and quality[i] > quality[chosen]
@@ -107,7 +115,6 @@ def choose(
     cdef cnp.ndarray[cnp.int32_t, ndim=1] order_arr = np.empty(n, dtype=np.int32)
     cdef int[::1] order = order_arr
     cdef Py_ssize_t m = 0
-    cdef int cand
     for i in range(n):
         if i == chosen or not eligible[i]:
             continue

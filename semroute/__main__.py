@@ -1,0 +1,5 @@
+import sys
+
+from semroute.cli import main
+
+sys.exit(main())

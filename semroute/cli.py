@@ -1,0 +1,192 @@
+"""The `semroute` command: serve, route, index build (and the quality tools)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from semroute.config import ConfigError, load_config
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="semroute", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the gRPC routing service")
+    p.add_argument("--config", help="YAML config (default: configs/default.yaml)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
+    p.add_argument("--index", help="index bundle dir (default: the config's index_path)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("route", help="ask for a routing decision")
+    p.add_argument("text", nargs="?", help="the prompt (or use --messages)")
+    p.add_argument("--messages", help="JSON file with an OpenAI-style messages list")
+    p.add_argument("--target", default=DEFAULT_TARGET, help="server address host:port")
+    p.add_argument("--local", action="store_true", help="decide in-process, no server")
+    p.add_argument("--config", help="YAML config for --local")
+    p.add_argument("--allow", action="append", default=[], help="allowed model (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], help="excluded model (repeatable)")
+    p.add_argument("--tag", action="append", default=[], help="required tag (repeatable)")
+    p.add_argument("--knob", type=float, help="cost/quality preference 0-1")
+    p.add_argument("--preset", choices=["balanced", "cost", "quality"])
+    p.add_argument("--max-cost", type=float, help="max estimated cost in USD")
+    p.add_argument("--json", action="store_true", help="print the full decision as JSON")
+    p.set_defaults(func=_route)
+
+    p = sub.add_parser("index", help="manage index bundles")
+    isub = p.add_subparsers(dest="index_command", required=True)
+    b = isub.add_parser("build", help="embed the config's route utterances into a bundle")
+    b.add_argument("--config", help="YAML config (default: configs/default.yaml)")
+    b.add_argument("--out", help="bundle dir (default: the config's index_path)")
+    b.set_defaults(func=_index_build)
+
+    _register_quality(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"semroute: {e}", file=sys.stderr)
+        return 2
+
+
+def _register_quality(sub: argparse._SubParsersAction) -> None:
+    try:
+        from semroute.quality.cli import register
+    except ImportError:
+        return
+    register(sub)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from semroute.logs import setup_logging
+    from semroute.server.app import run_process, run_workers
+
+    setup_logging()
+    config = load_config(args.config)
+    index = Path(args.index) if args.index else config.resolved_index_path()
+    if not args.index and not (index / "manifest.json").exists():
+        import logging
+
+        logging.getLogger("semroute.cli").info(
+            "no index bundle yet; building it", extra={"fields": {"path": str(index)}}
+        )
+        _build(config, index)
+    if args.workers > 1:
+        return run_workers(args.config, args.host, args.port, args.index, args.workers)
+    return run_process(args.config, args.host, args.port, args.index)
+
+
+def _build(config, out: Path) -> dict:  # type: ignore[no-untyped-def]
+    from semroute.encoder import Encoder, default_model_dir
+    from semroute.route_index import build_route_index
+
+    enc = config.encoder
+    encoder = Encoder(enc.model_dir or default_model_dir(), device=enc.device,
+                      intra_op_threads=enc.intra_op_threads, max_tokens=enc.max_tokens)
+    return build_route_index(config, encoder, out)
+
+
+def _index_build(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    out = Path(args.out) if args.out else config.resolved_index_path()
+    manifest = _build(config, out)
+    print(f"built {manifest['version']}: {manifest['count']} utterances -> {out}")
+    return 0
+
+
+def _route(args: argparse.Namespace) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    from semroute.v1 import router_pb2 as pb
+
+    req = pb.RouteRequest(
+        allowed_models=args.allow, excluded_models=args.exclude, required_tags=args.tag
+    )
+    if args.messages:
+        msgs = json.loads(Path(args.messages).read_text())
+        req.messages.extend(pb.ChatMessage(role=m["role"], content=m["content"]) for m in msgs)
+    elif args.text:
+        req.prompt = args.text
+    else:
+        print("semroute route: give a prompt or --messages FILE", file=sys.stderr)
+        return 2
+    if args.knob is not None:
+        req.quality_preference = args.knob
+    if args.preset:
+        req.preset = pb.Preset.Value(f"PRESET_{args.preset.upper()}")
+    if args.max_cost is not None:
+        req.max_cost_usd = args.max_cost
+    try:
+        decision = _route_local(req, args.config) if args.local else _route_remote(req, args.target)
+    except _RouteFailed as e:
+        print(f"semroute route: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(MessageToDict(decision, preserving_proto_field_name=True), indent=2))
+    else:
+        _print_decision(decision)
+    return 0
+
+
+class _RouteFailed(Exception):
+    pass
+
+
+def _route_remote(req, target: str):  # type: ignore[no-untyped-def]
+    import grpc
+
+    from semroute.v1 import router_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        try:
+            return stub.Route(req, timeout=10)
+        except grpc.RpcError as e:
+            hint = ""
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                hint = " (is `semroute serve` running? or use --local)"
+            raise _RouteFailed(f"{e.code().name}: {e.details()}{hint}") from None
+
+
+def _route_local(req, config_path: str | None):  # type: ignore[no-untyped-def]
+    from semroute.server.app import load_router
+    from semroute.server.convert import decision_to_proto, query_from_proto
+    from semroute.types import RoutingError
+
+    config = load_config(config_path)
+    if not (config.resolved_index_path() / "manifest.json").exists():
+        _build(config, config.resolved_index_path())
+    router = load_router(config)
+    try:
+        return decision_to_proto(router.route(query_from_proto(req, config.server)))
+    except RoutingError as e:
+        raise _RouteFailed(f"{e.code}: {e.message}") from None
+
+
+def _print_decision(d) -> None:  # type: ignore[no-untyped-def]
+    from semroute.v1 import router_pb2 as pb
+
+    reason = pb.DecisionReason.Name(d.reason).removeprefix("DECISION_REASON_").lower()
+    print(f"model:     {d.model} ({d.provider})")
+    print(f"route:     {d.route or '-'}  confidence {d.confidence:.2f}  reason {reason}"
+          + (f"  rule {d.rule}" if d.rule else ""))
+    print(f"bar:       quality >= {d.quality_bar:.2f}")
+    print(f"fallbacks: {', '.join(d.fallbacks) or '-'}")
+    for c in d.candidates:
+        mark = "*" if c.model == d.model else " "
+        status = "ok" if c.eligible else c.ineligible_reason
+        print(f"  {mark} {c.model:<20} q={c.predicted_quality:.2f}  ${c.estimated_cost_usd:.6f}  {status}")
+    if d.matches:
+        print("matches:   " + ", ".join(f"{m.route} {m.score:.2f}" for m in d.matches))
+    print(f"versions:  index {d.index_version}  encoder {d.encoder_id}  config {d.config_version}")
+    print(f"timing:    {d.timing.total_us} µs (encode {d.timing.encode_us}, search {d.timing.search_us})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""The typed configuration: one YAML file, validated once, then read-only.
+
+Everything the router needs to decide (the model pool, semantic routes, rules,
+policy defaults, server limits) lives in one `Config`. It is loaded and
+validated as a whole; a bad file raises `ConfigError` naming the field, and a
+running server keeps its current config. Swapping means replacing the whole
+object, never editing it in place (the models are frozen).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unparsable or invalid."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSpec(_Frozen):
+    """One model of the pool with its list price and what it can do."""
+
+    name: str = Field(min_length=1)
+    provider: str = Field(min_length=1)
+    input_price_per_mtok: float = Field(ge=0, description="USD per million input tokens")
+    output_price_per_mtok: float = Field(ge=0, description="USD per million output tokens")
+    # General quality on a 0-1 scale, used for any route without an override.
+    quality: float = Field(ge=0, le=1)
+    # Per-route quality where it differs from the general one (e.g. a code model).
+    route_quality: dict[str, float] = Field(default_factory=dict)
+    # Capabilities and compliance, e.g. "tools", "vision", "region:eu", "hipaa".
+    tags: frozenset[str] = frozenset()
+
+    @field_validator("route_quality")
+    @classmethod
+    def _quality_in_range(cls, v: dict[str, float]) -> dict[str, float]:
+        for route, q in v.items():
+            if not 0 <= q <= 1:
+                raise ValueError(f"quality for route {route!r} must be within 0-1, got {q}")
+        return v
+
+    def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
+        return (
+            input_tokens * self.input_price_per_mtok + output_tokens * self.output_price_per_mtok
+        ) / 1e6
+
+
+class RouteSpec(_Frozen):
+    """A semantic route: what prompts look like, and how good an answer must be."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9_\-]+$")
+    description: str = ""
+    # Example prompts; a route without any is reached only by rules or as the default.
+    utterances: tuple[str, ...] = ()
+    # The quality bar at the balanced knob, and the floor no knob goes below.
+    target_quality: float = Field(ge=0, le=1)
+    min_quality: float = Field(ge=0, le=1)
+    # When set, only these models serve the route.
+    models: tuple[str, ...] = ()
+    # Similarity below which a match does not count (policy default when unset).
+    threshold: float | None = Field(default=None, ge=-1, le=1)
+    # Typical completion length, for cost estimates.
+    expected_output_tokens: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _floor_below_target(self) -> RouteSpec:
+        if self.min_quality > self.target_quality:
+            raise ValueError(
+                f"min_quality ({self.min_quality}) must not exceed "
+                f"target_quality ({self.target_quality})"
+            )
+        if any(not u.strip() for u in self.utterances):
+            raise ValueError("utterances must not be blank")
+        return self
+
+
+class RuleSpec(_Frozen):
+    """A cheap check evaluated before the encoder; the first match decides the route.
+
+    Conditions in one rule are ANDed; at least one must be given.
+    """
+
+    name: str = Field(min_length=1)
+    route: str | None = None
+    # Pin a model directly instead of a route (the policy still checks constraints).
+    model: str | None = None
+    keywords: tuple[str, ...] = ()  # any of these words, case-insensitive
+    regex: str | None = None
+    min_chars: int | None = Field(default=None, ge=0)
+    max_chars: int | None = Field(default=None, ge=0)
+
+    @field_validator("regex")
+    @classmethod
+    def _regex_compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(f"invalid regular expression: {e}") from e
+        return v
+
+    @model_validator(mode="after")
+    def _has_target_and_condition(self) -> RuleSpec:
+        if (self.route is None) == (self.model is None):
+            raise ValueError("a rule needs exactly one of 'route' or 'model'")
+        if not (self.keywords or self.regex or self.min_chars is not None or self.max_chars is not None):
+            raise ValueError("a rule needs at least one of keywords, regex, min_chars, max_chars")
+        return self
+
+
+class Presets(_Frozen):
+    """Knob values behind the named presets of RouteRequest.preset."""
+
+    cost: float = Field(default=0.2, ge=0, le=1)
+    balanced: float = Field(default=0.5, ge=0, le=1)
+    quality: float = Field(default=0.9, ge=0, le=1)
+
+
+class PolicySpec(_Frozen):
+    """Defaults for requests that do not say otherwise."""
+
+    default_route: str
+    # Similarity a semantic match must reach when its route sets no threshold.
+    match_threshold: float = Field(default=0.45, ge=-1, le=1)
+    # Routes whose score is within this margin of the best one count as
+    # ambiguous matches: the highest of their quality bars applies.
+    ambiguity_margin: float = Field(default=0.03, ge=0, le=1)
+    # Nearest utterances fetched from the index per request.
+    top_k: int = Field(default=16, ge=1, le=1024)
+    presets: Presets = Presets()
+    default_output_tokens: int = Field(default=256, ge=1)
+
+
+class EncoderSpec(_Frozen):
+    # None = the bundled model (models/minilm-l6-v2-int8).
+    model_dir: Path | None = None
+    device: Literal["cpu", "cuda"] = "cpu"
+    intra_op_threads: int = Field(default=0, ge=0)
+    max_tokens: int = Field(default=256, ge=8, le=8192)
+
+
+class ServerSpec(_Frozen):
+    max_prompt_bytes: int = Field(default=64 * 1024, ge=1)
+    max_messages: int = Field(default=256, ge=1)
+    # Concurrent Route calls per process before RESOURCE_EXHAUSTED.
+    max_concurrent_requests: int = Field(default=1024, ge=1)
+    # Threads running the encoder off the event loop.
+    inference_threads: int = Field(default=2, ge=1, le=64)
+    grace_period_s: float = Field(default=5.0, ge=0)
+
+
+class Config(_Frozen):
+    models: tuple[ModelSpec, ...] = Field(min_length=1)
+    routes: tuple[RouteSpec, ...] = Field(min_length=1)
+    rules: tuple[RuleSpec, ...] = ()
+    policy: PolicySpec
+    encoder: EncoderSpec = EncoderSpec()
+    server: ServerSpec = ServerSpec()
+    # Where `semroute index build` writes and `serve` reads the index bundle;
+    # relative paths are resolved against the config file's directory.
+    index_path: Path = Path("../var/index/default")
+    # sha256 of the source file, filled by load_config.
+    version: str = ""
+    source: Path | None = None
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        model_names = [m.name for m in self.models]
+        route_names = [r.name for r in self.routes]
+        for kind, names in (("model", model_names), ("route", route_names)):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {kind} names: {', '.join(dupes)}")
+        models, routes = set(model_names), set(route_names)
+        if self.policy.default_route not in routes:
+            raise ValueError(f"policy.default_route {self.policy.default_route!r} is not a route")
+        for r in self.routes:
+            unknown = sorted(set(r.models) - models)
+            if unknown:
+                raise ValueError(f"route {r.name!r} names unknown models: {', '.join(unknown)}")
+        for m in self.models:
+            unknown = sorted(set(m.route_quality) - routes)
+            if unknown:
+                raise ValueError(
+                    f"model {m.name!r} route_quality names unknown routes: {', '.join(unknown)}"
+                )
+        for rule in self.rules:
+            if rule.route is not None and rule.route not in routes:
+                raise ValueError(f"rule {rule.name!r} targets unknown route {rule.route!r}")
+            if rule.model is not None and rule.model not in models:
+                raise ValueError(f"rule {rule.name!r} pins unknown model {rule.model!r}")
+        return self
+
+    def model(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def route(self, name: str) -> RouteSpec:
+        for r in self.routes:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def resolved_index_path(self) -> Path:
+        if self.index_path.is_absolute() or self.source is None:
+            return self.index_path
+        return (self.source.parent / self.index_path).resolve()
+
+
+def default_config_path() -> Path:
+    """The bundled default config (configs/default.yaml in the repo)."""
+    return Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read, parse and validate a YAML config; raise ConfigError naming what is wrong."""
+    p = Path(path) if path is not None else default_config_path()
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {p}: {e.strerror or e}") from e
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections")
+    data["version"] = hashlib.sha256(raw).hexdigest()[:16]
+    data["source"] = p.resolve()
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{p}: invalid config:\n{_describe(e)}") from None
+
+
+def _describe(e: ValidationError) -> str:
+    """One line per error, with the dotted path of the bad field."""
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""The semantic-route index: route example utterances embedded in FAISS.
+
+Built offline by `semroute index build` from the config's routes, saved as a
+bundle, and searched per request for the nearest utterances.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import faiss
+import numpy as np
+
+from semroute.bundle import BundleError, read_manifest, write_bundle
+from semroute.config import Config
+
+KIND = "routes"
+
+
+class TextEncoder(Protocol):
+    id: str
+    dim: int
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def routes_digest(config: Config) -> str:
+    """Fingerprint of the routes and utterances, to detect an index built from another config."""
+    payload = [[r.name, list(r.utterances)] for r in config.routes]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RouteIndex:
+    """A loaded, verified route index; immutable and safe to share between threads."""
+
+    version: str
+    route_names: tuple[str, ...]
+    index: faiss.Index
+    # Route id (position in route_names) of each indexed utterance.
+    labels: np.ndarray
+
+    def search(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest utterances: (scores float32 (n,k), route ids int32 (n,k); -1 = empty slot)."""
+        k = min(k, self.index.ntotal)
+        scores, ids = self.index.search(embeddings, k)
+        route_ids = np.where(ids >= 0, self.labels[np.maximum(ids, 0)], -1).astype(np.int32)
+        return scores, route_ids
+
+
+def build_route_index(config: Config, encoder: TextEncoder, out_dir: Path) -> dict:
+    """Embed every route utterance and write the bundle; returns its manifest."""
+    texts: list[str] = []
+    labels: list[int] = []
+    names = [r.name for r in config.routes]
+    for route_id, route in enumerate(config.routes):
+        texts.extend(route.utterances)
+        labels.extend([route_id] * len(route.utterances))
+    if not texts:
+        raise BundleError("the config's routes have no utterances to index")
+    emb = np.ascontiguousarray(encoder.encode(texts), dtype=np.float32)
+    index = faiss.IndexFlatIP(encoder.dim)
+    index.add(emb)
+
+    def write(tmp: Path) -> None:
+        faiss.write_index(index, str(tmp / "index.faiss"))
+        np.save(tmp / "labels.npy", np.asarray(labels, dtype=np.int32))
+        (tmp / "routes.json").write_text(
+            json.dumps({"routes": names, "utterances": texts}, indent=1) + "\n"
+        )
+
+    meta = {
+        "encoder_id": encoder.id,
+        "dim": encoder.dim,
+        "count": len(texts),
+        "routes_sha256": routes_digest(config),
+        "config_version": config.version,
+    }
+    return write_bundle(Path(out_dir), KIND, write, meta)
+
+
+def load_route_index(bundle_dir: Path, config: Config, encoder: TextEncoder) -> RouteIndex:
+    """Load a bundle and check it matches both the running encoder and the config's routes."""
+    manifest = read_manifest(bundle_dir, kind=KIND, encoder_id=encoder.id, dim=encoder.dim)
+    if manifest.get("routes_sha256") != routes_digest(config):
+        raise BundleError(
+            f"{bundle_dir}: built from other routes than the config's; "
+            "rebuild it with `semroute index build`"
+        )
+    try:
+        index = faiss.read_index(str(Path(bundle_dir) / "index.faiss"))
+        labels = np.load(Path(bundle_dir) / "labels.npy")
+        names = json.loads((Path(bundle_dir) / "routes.json").read_text())["routes"]
+    except Exception as e:  # faiss raises RuntimeError; json/np their own
+        raise BundleError(f"{bundle_dir}: unreadable bundle file: {e}") from None
+    if index.d != encoder.dim or index.ntotal != len(labels) or index.ntotal != manifest["count"]:
+        raise BundleError(f"{bundle_dir}: index, labels and manifest disagree on size")
+    if names != [r.name for r in config.routes]:
+        raise BundleError(f"{bundle_dir}: route names differ from the config's")
+    return RouteIndex(manifest["version"], tuple(names), index, labels.astype(np.int32))

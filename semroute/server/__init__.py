@@ -1,0 +1,1 @@
+"""The gRPC front: protobuf conversion, the RouterService handler, server lifecycle."""

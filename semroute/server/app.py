@@ -1,0 +1,193 @@
+"""Server lifecycle: bind, load, serve, drain.
+
+The port opens at once with health NOT_SERVING; the encoder and index load
+off the event loop, and health turns SERVING only when a request can be
+answered. On SIGTERM/SIGINT health turns NOT_SERVING (so load balancers stop
+sending), then in-flight calls get `grace_period_s` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import logging
+import multiprocessing
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from semroute.config import Config, load_config
+from semroute.encoder import Encoder, default_model_dir
+from semroute.router import Router, RoutingState
+from semroute.server.service import RouterServicer
+from semroute.v1 import router_pb2, router_pb2_grpc
+
+log = logging.getLogger("semroute.server")
+
+SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
+
+
+def load_router(config: Config, index_dir: Path | None = None) -> Router:
+    """Build the encoder and the routing state; raises on any bad model or index."""
+    enc = config.encoder
+    encoder = Encoder(
+        enc.model_dir or default_model_dir(),
+        device=enc.device,
+        intra_op_threads=enc.intra_op_threads,
+        max_tokens=enc.max_tokens,
+    )
+    return Router(encoder, RoutingState.load(config, encoder, index_dir))
+
+
+class App:
+    """One server process: gRPC server, health, reflection and the router."""
+
+    def __init__(
+        self,
+        config: Config,
+        host: str = "127.0.0.1",
+        port: int = 50051,
+        *,
+        index_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.port = port
+        self.index_dir = index_dir
+        self.pool = ThreadPoolExecutor(
+            max_workers=config.server.inference_threads, thread_name_prefix="semroute-infer"
+        )
+        self.health = health.aio.HealthServicer()
+        self.servicer = RouterServicer(config.server, self.pool)
+        self.server: grpc.aio.Server | None = None
+        self.loaded = asyncio.Event()
+        self.load_error: BaseException | None = None
+
+    async def start(self) -> int:
+        """Bind and start serving (NOT_SERVING until loaded); returns the bound port."""
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 1),
+                ("grpc.max_receive_message_length", self.config.server.max_prompt_bytes * 4 + 65536),
+            ]
+        )
+        router_pb2_grpc.add_RouterServiceServicer_to_server(self.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            server,
+        )
+        self.port = server.add_insecure_port(f"{self.host}:{self.port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind {self.host}:{self.port}")
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await server.start()
+        self.server = server
+        log.info("listening", extra={"fields": {"host": self.host, "port": self.port}})
+        return self.port
+
+    async def load(self) -> None:
+        """Load the encoder and index off the loop, then turn SERVING."""
+        t0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            router = await loop.run_in_executor(self.pool, load_router, self.config, self.index_dir)
+        except BaseException as e:
+            self.load_error = e
+            self.loaded.set()
+            raise
+        # Warm up: the first onnxruntime run allocates and is slow.
+        await loop.run_in_executor(self.pool, router.encoder.encode, ["warm up the encoder"])
+        self.servicer.router = router
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.loaded.set()
+        log.info("serving", extra={"fields": {
+            "index_version": router.state.index.version,
+            "encoder_id": router.encoder.id,
+            "providers": router.encoder.providers,
+            "config_version": self.config.version,
+            "load_s": round(time.perf_counter() - t0, 3),
+        }})
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Turn NOT_SERVING, then drain in-flight calls for up to `grace` seconds."""
+        if self.server is None:
+            return
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        grace = self.config.server.grace_period_s if grace is None else grace
+        log.info("draining", extra={"fields": {"grace_s": grace}})
+        await self.server.stop(grace)
+        self.server = None
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        log.info("stopped")
+
+    async def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+
+async def serve_until_signalled(app: App) -> int:
+    """Run `app` until SIGTERM/SIGINT; returns the process exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    load = asyncio.ensure_future(app.load())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({load, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if load.done() and load.exception() is not None:
+        log.error("startup failed", extra={"fields": {"error": str(load.exception())}})
+        stopper.cancel()
+        await app.stop(0)
+        return 1
+    await stopper
+    load.cancel()
+    await app.stop()
+    return 0
+
+
+def run_process(config_path: str | None, host: str, port: int, index_dir: str | None) -> int:
+    """Entry point of one server process (also the target of each worker)."""
+    import uvloop
+
+    from semroute.logs import setup_logging
+
+    setup_logging()
+    config = load_config(config_path)
+    app = App(config, host, port, index_dir=Path(index_dir) if index_dir else None)
+    return uvloop.run(serve_until_signalled(app))
+
+
+def run_workers(config_path: str | None, host: str, port: int, index_dir: str | None, workers: int) -> int:
+    """Run `workers` server processes sharing one port through SO_REUSEPORT.
+
+    The kernel spreads connections across processes, so each process (its own
+    GIL, event loop and encoder) serves a share of the gateways' connections.
+    """
+    if port == 0:
+        raise ValueError("--workers > 1 needs a fixed --port (each process binds the same one)")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=run_process, args=(config_path, host, port, index_dir), name=f"semroute-{i}")
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+    return max((p.exitcode or 0) for p in procs)
