@@ -1,0 +1,120 @@
+"""The policy and its compiled core, on the default config and hand-made arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semroute import _policy
+from semroute.config import Config
+from semroute.policy import Policy
+from semroute.types import Preset, RouteQuery, RoutingError
+
+
+@pytest.fixture(scope="module")
+def policy(config: Config) -> Policy:
+    return Policy(config)
+
+
+def q(**kw) -> RouteQuery:  # type: ignore[no-untyped-def]
+    return RouteQuery(text="x", **kw)
+
+
+def test_route_scores_takes_best_per_route_and_skips_empty_slots() -> None:
+    ids = np.array([0, 1, 0, -1, 2], dtype=np.int32)
+    scores = np.array([0.5, 0.7, 0.9, 0.99, 0.1], dtype=np.float32)
+    out = _policy.route_scores(ids, scores, 4)
+    assert out[:3].tolist() == pytest.approx([0.9, 0.7, 0.1])
+    assert out[3] == -np.inf
+
+
+def test_quality_bar_is_piecewise_linear_in_the_knob() -> None:
+    assert _policy.quality_bar(0.0, 0.5, 0.8, 0.95) == pytest.approx(0.5)
+    assert _policy.quality_bar(0.25, 0.5, 0.8, 0.95) == pytest.approx(0.65)
+    assert _policy.quality_bar(0.5, 0.5, 0.8, 0.95) == pytest.approx(0.8)
+    assert _policy.quality_bar(1.0, 0.5, 0.8, 0.95) == pytest.approx(0.95)
+    assert _policy.quality_bar(7.0, 0.5, 0.8, 0.95) == pytest.approx(0.95)  # clamped
+    # No eligible model reaches the target: the bar stays at the target.
+    assert _policy.quality_bar(1.0, 0.5, 0.8, 0.7) == pytest.approx(0.8)
+
+
+def test_choose_cheapest_clearing_and_fallback_order() -> None:
+    quality = np.array([0.6, 0.8, 0.9, 0.95, 0.85], dtype=np.float32)
+    cost = np.array([1.0, 2.0, 3.0, 10.0, 2.5])
+    eligible = np.array([1, 1, 1, 1, 1], dtype=np.uint8)
+    provider = np.array([0, 1, 1, 2, 1], dtype=np.int32)
+    chosen, fallbacks, meets, cleared = _policy.choose(quality, cost, eligible, provider, 0.8)
+    assert chosen == 1 and cleared
+    assert meets.tolist() == [0, 1, 1, 1, 1]
+    # Clearing models first, other providers (2) before the chosen one's (1), cheapest first;
+    # then those below the bar.
+    assert fallbacks.tolist() == [3, 4, 2, 0]
+
+
+def test_choose_takes_best_when_nothing_clears() -> None:
+    quality = np.array([0.6, 0.7], dtype=np.float32)
+    chosen, fallbacks, _, cleared = _policy.choose(
+        quality, np.array([1.0, 2.0]), np.array([1, 1], np.uint8), np.array([0, 1], np.int32), 0.9
+    )
+    assert (chosen, cleared, fallbacks.tolist()) == (1, False, [0])
+
+
+def test_choose_with_nothing_eligible_and_forced_model() -> None:
+    quality = np.array([0.6, 0.7, 0.9], dtype=np.float32)
+    cost = np.array([1.0, 2.0, 5.0])
+    provider = np.array([0, 1, 2], dtype=np.int32)
+    chosen, fallbacks, _, _ = _policy.choose(quality, cost, np.zeros(3, np.uint8), provider, 0.5)
+    assert chosen == -1 and fallbacks.size == 0
+    chosen, fallbacks, _, cleared = _policy.choose(quality, cost, np.ones(3, np.uint8), provider, 0.5, 2)
+    assert chosen == 2 and cleared and fallbacks.tolist() == [0, 1]
+
+
+def test_cheap_route_gets_cheap_model_and_hard_route_frontier(policy: Policy) -> None:
+    faq = policy.choose(q(), "faq_lookup", 20)
+    hard = policy.choose(q(), "reasoning", 20)
+    price = {c.model: c.estimated_cost_usd for c in hard.candidates}
+    assert price[faq.model] == min(price.values())
+    assert hard.model in {"claude-opus-4.5", "gpt-5.5"}
+    assert all(c.meets_bar for c in hard.candidates if c.model == hard.model)
+
+
+def test_knob_and_presets_move_the_choice(policy: Policy) -> None:
+    cheap = policy.choose(q(quality_preference=0.0), "code_generation", 50)
+    best = policy.choose(q(quality_preference=1.0), "code_generation", 50)
+    assert cheap.quality_bar < best.quality_bar
+    cost = {c.model: c.estimated_cost_usd for c in best.candidates}
+    assert cost[cheap.model] < cost[best.model]
+    assert policy.knob(q(preset=Preset.COST)) < policy.knob(q(preset=Preset.BALANCED))
+    assert policy.knob(q(preset=Preset.QUALITY)) > policy.knob(q())
+    assert policy.knob(q(preset=Preset.COST, quality_preference=0.7)) == 0.7
+
+
+def test_tags_allowed_excluded_and_max_cost(policy: Policy, config: Config) -> None:
+    eu = policy.choose(q(required_tags=frozenset({"region:eu", "hipaa"})), "faq_lookup", 20)
+    assert {"region:eu", "hipaa"} <= config.model(eu.model).tags
+    assert all({"region:eu", "hipaa"} <= config.model(m).tags for m in eu.fallbacks)
+    allowed = policy.choose(q(allowed_models=frozenset({"gpt-5.5", "claude-haiku-4.5"})), "greeting", 20)
+    assert allowed.model == "claude-haiku-4.5" and allowed.fallbacks == ("gpt-5.5",)
+    excluded = policy.choose(q(excluded_models=frozenset({"mistral-small-3.2"})), "greeting", 20)
+    assert excluded.model != "mistral-small-3.2"
+    why = {c.model: c.ineligible_reason for c in excluded.candidates}
+    assert why["mistral-small-3.2"] == "excluded by the request"
+    capped = policy.choose(q(max_cost_usd=0.001), "reasoning", 20)
+    assert all(c.estimated_cost_usd <= 0.001 for c in capped.candidates if c.eligible)
+    assert not capped.cleared  # nothing that cheap clears the reasoning bar
+
+
+def test_impossible_constraints_and_unknown_models(policy: Policy) -> None:
+    with pytest.raises(RoutingError) as e:
+        policy.choose(q(required_tags=frozenset({"region:moon"})), "greeting", 20)
+    assert e.value.code == "FAILED_PRECONDITION" and "missing tag region:moon" in e.value.message
+    with pytest.raises(RoutingError) as e:
+        policy.check_models(q(allowed_models=frozenset({"gpt-9"})))
+    assert e.value.code == "INVALID_ARGUMENT" and "gpt-9" in e.value.message
+
+
+def test_pinned_model_wins_when_eligible(policy: Policy) -> None:
+    pinned = policy.choose(q(), "greeting", 20, pinned_model="gpt-5.5")
+    assert pinned.model == "gpt-5.5" and "gpt-5.5" not in pinned.fallbacks
+    blocked = policy.choose(q(excluded_models=frozenset({"gpt-5.5"})), "greeting", 20, pinned_model="gpt-5.5")
+    assert blocked.model != "gpt-5.5"

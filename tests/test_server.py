@@ -1,0 +1,178 @@
+"""End to end over gRPC: a real `semroute serve` on 127.0.0.1, real ONNX model, real FAISS."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from semroute.config import Config
+from semroute.v1 import router_pb2 as pb
+
+FRONTIER = {"claude-opus-4.5", "gpt-5.5"}
+
+
+def cheapest(config: Config) -> set[str]:
+    """The models priced at the bottom half of the pool."""
+    ranked = sorted(config.models, key=lambda m: m.input_price_per_mtok + m.output_price_per_mtok)
+    return {m.name for m in ranked[: len(ranked) // 2]}
+
+
+def route(stub, **kw) -> pb.RouteDecision:  # type: ignore[no-untyped-def]
+    return stub.Route(pb.RouteRequest(**kw), timeout=10)
+
+
+def test_cheap_question_goes_to_a_cheap_model(stub, config: Config) -> None:  # type: ignore[no-untyped-def]
+    d = route(stub, prompt="what are your opening hours?")
+    assert d.model in cheapest(config)
+    assert d.route == "faq_lookup"
+    assert d.reason == pb.DECISION_REASON_SEMANTIC_ROUTE
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "prove that there are infinitely many primes and formalise it in Lean",
+        "design a sharded, replicated key-value store with exactly-once semantics",
+        "Design a multi-region event store with exactly-once delivery and explain the failure modes",
+    ],
+)
+def test_hard_prompts_go_to_a_frontier_model(stub, prompt: str) -> None:  # type: ignore[no-untyped-def]
+    d = route(stub, prompt=prompt)
+    assert d.model in FRONTIER, (d.route, d.model)
+
+
+def test_every_field_of_the_decision(stub, config: Config) -> None:  # type: ignore[no-untyped-def]
+    d = route(stub, prompt="write a python function that merges two sorted lists", request_id="req-42",
+              tenant="acme")
+    assert d.request_id == "req-42"
+    assert d.model and d.provider == config.model(d.model).provider
+    assert d.route == "code_generation" and 0.45 <= d.confidence <= 1.0
+    assert d.reason == pb.DECISION_REASON_SEMANTIC_ROUTE
+    assert d.model not in d.fallbacks and len(d.fallbacks) == len(config.models) - 1
+    # Next best comes from another provider.
+    assert config.model(d.fallbacks[0]).provider != d.provider
+    assert {c.model for c in d.candidates} == {m.name for m in config.models}
+    chosen = next(c for c in d.candidates if c.model == d.model)
+    assert chosen.eligible and chosen.meets_bar and chosen.predicted_quality >= d.quality_bar - 1e-6
+    assert all(c.estimated_cost_usd > 0 for c in d.candidates)
+    cheaper_clearing = [c for c in d.candidates if c.meets_bar and c.eligible
+                        and c.estimated_cost_usd < chosen.estimated_cost_usd]
+    assert not cheaper_clearing
+    assert d.matches[0].route == d.route and d.matches[0].score == pytest.approx(d.confidence)
+    assert [m.score for m in d.matches] == sorted((m.score for m in d.matches), reverse=True)
+    assert d.index_version.startswith("routes-")
+    assert d.encoder_id and d.config_version == config.version
+    assert d.timing.total_us >= d.timing.encode_us > 0
+    assert d.timing.search_us > 0 or d.timing.policy_us > 0
+
+
+def test_server_makes_a_request_id_when_missing(stub) -> None:  # type: ignore[no-untyped-def]
+    a, b = route(stub, prompt="hello there, how are you?"), route(stub, prompt="hello there, how are you?")
+    assert a.request_id and b.request_id and a.request_id != b.request_id
+
+
+def test_rule_decides_without_the_encoder(stub) -> None:  # type: ignore[no-untyped-def]
+    d = route(stub, prompt="hi!")
+    assert d.reason == pb.DECISION_REASON_RULE and d.rule == "greeting-only"
+    assert d.route == "greeting" and d.confidence == 1.0 and d.timing.encode_us == 0
+
+
+def test_tags_restrict_the_choice(stub, config: Config) -> None:  # type: ignore[no-untyped-def]
+    d = route(stub, prompt="what are your opening hours?", required_tags=["region:eu", "hipaa"])
+    assert {"region:eu", "hipaa"} <= config.model(d.model).tags
+    for c in d.candidates:
+        if not {"region:eu", "hipaa"} <= config.model(c.model).tags:
+            assert not c.eligible and c.ineligible_reason.startswith("missing tag")
+
+
+def test_knob_presets_and_allowed_models(stub, config: Config) -> None:  # type: ignore[no-untyped-def]
+    prompt = "summarize this article in three bullet points"
+    cost = route(stub, prompt=prompt, preset=pb.PRESET_COST)
+    quality = route(stub, prompt=prompt, preset=pb.PRESET_QUALITY)
+    assert cost.quality_bar < quality.quality_bar
+    price = {c.model: c.estimated_cost_usd for c in quality.candidates}
+    assert price[cost.model] <= price[quality.model]
+    only = route(stub, prompt=prompt, allowed_models=["claude-sonnet-4.5", "gpt-5.5"])
+    assert only.model in {"claude-sonnet-4.5", "gpt-5.5"} and set(only.fallbacks) <= {"claude-sonnet-4.5", "gpt-5.5"}
+
+
+def test_max_cost_and_fallback_reason(stub) -> None:  # type: ignore[no-untyped-def]
+    d = route(stub, prompt="design a sharded, replicated key-value store with exactly-once semantics",
+              max_cost_usd=0.0005)
+    assert d.reason == pb.DECISION_REASON_FALLBACK
+    assert next(c for c in d.candidates if c.model == d.model).estimated_cost_usd <= 0.0005
+
+
+def test_multi_turn_routes_on_the_conversation(stub) -> None:  # type: ignore[no-untyped-def]
+    msgs = [
+        pb.ChatMessage(role="system", content="You are a helpful assistant."),
+        pb.ChatMessage(role="user", content="write a Rust function that parses a TOML config file"),
+        pb.ChatMessage(role="assistant", content="Here is a function ..."),
+        pb.ChatMessage(role="user", content="thanks, and now add error handling"),
+    ]
+    d = route(stub, messages=msgs)
+    assert d.route in {"code_generation", "debugging"}
+    follow_up_alone = route(stub, prompt="thanks, and now add error handling")
+    assert follow_up_alone.route != d.route or follow_up_alone.model == d.model
+
+
+def test_default_route_when_nothing_matches(stub, config: Config) -> None:  # type: ignore[no-untyped-def]
+    d = route(stub, prompt="zxq vlorp 8812 qqq")
+    assert d.route == config.policy.default_route
+    assert d.reason == pb.DECISION_REASON_DEFAULT
+
+
+BAD = [
+    ({}, grpc.StatusCode.INVALID_ARGUMENT, "empty request"),
+    ({"prompt": "   \n "}, grpc.StatusCode.INVALID_ARGUMENT, "blank"),
+    ({"prompt": "hi", "messages": [pb.ChatMessage(role="user", content="hi")]},
+     grpc.StatusCode.INVALID_ARGUMENT, "not both"),
+    ({"messages": [pb.ChatMessage(role="system", content="be nice")]},
+     grpc.StatusCode.INVALID_ARGUMENT, "no user message"),
+    ({"messages": [pb.ChatMessage(role="wizard", content="hi")]},
+     grpc.StatusCode.INVALID_ARGUMENT, "role"),
+    ({"prompt": "x" * 70_000}, grpc.StatusCode.INVALID_ARGUMENT, "max_prompt_bytes"),
+    ({"prompt": "hello", "allowed_models": ["gpt-9"]}, grpc.StatusCode.INVALID_ARGUMENT, "gpt-9"),
+    ({"prompt": "hello", "excluded_models": ["nope"]}, grpc.StatusCode.INVALID_ARGUMENT, "nope"),
+    ({"prompt": "hello there", "required_tags": ["region:moon"]},
+     grpc.StatusCode.FAILED_PRECONDITION, "region:moon"),
+    ({"prompt": "hello there", "allowed_models": ["mistral-small-3.2"], "required_tags": ["hipaa"]},
+     grpc.StatusCode.FAILED_PRECONDITION, "hipaa"),
+    ({"prompt": "hello", "quality_preference": 1.5}, grpc.StatusCode.INVALID_ARGUMENT, "0-1"),
+    ({"prompt": "hello", "max_cost_usd": -1}, grpc.StatusCode.INVALID_ARGUMENT, "max_cost_usd"),
+    ({"prompt": "hello", "expected_output_tokens": 0}, grpc.StatusCode.INVALID_ARGUMENT, "at least 1"),
+]
+
+
+@pytest.mark.parametrize(("fields", "code", "text"), BAD)
+def test_bad_input_gets_a_clear_status(stub, fields, code, text) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as e:
+        route(stub, **fields)
+    assert e.value.code() == code
+    assert text in e.value.details()
+    # ...and the server is still fine afterwards.
+    assert route(stub, prompt="what are your opening hours?").model
+
+
+def test_oversize_message_is_refused_by_transport(stub) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as e:
+        route(stub, prompt="x" * 2_000_000)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_health_and_reflection(server: str) -> None:
+    with grpc.insecure_channel(server) as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        for name in ("", "semroute.v1.RouterService"):
+            r = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+            assert r.status == health_pb2.HealthCheckResponse.SERVING
+        refl = reflection_pb2_grpc.ServerReflectionStub(ch)
+        responses = list(refl.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+        names = {s.name for s in responses[0].list_services_response.service}
+        assert {"semroute.v1.RouterService", "grpc.health.v1.Health"} <= names
+        responses = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="semroute.v1.RouterService")]), timeout=5))
+        assert responses[0].file_descriptor_response.file_descriptor_proto
