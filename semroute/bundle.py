@@ -75,7 +75,9 @@ def read_manifest(bundle_dir: Path, *, kind: str, encoder_id: str, dim: int) -> 
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / MANIFEST
     if not bundle_dir.is_dir():
-        raise BundleError(f"index bundle {bundle_dir} does not exist (build it with `semroute index build`)")
+        raise BundleError(
+            f"index bundle {bundle_dir} does not exist (build it with `semroute index build`)"
+        )
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:

@@ -87,8 +87,12 @@ def _build(config, out: Path) -> dict:  # type: ignore[no-untyped-def]
     from semroute.route_index import build_route_index
 
     enc = config.encoder
-    encoder = Encoder(enc.model_dir or default_model_dir(), device=enc.device,
-                      intra_op_threads=enc.intra_op_threads, max_tokens=enc.max_tokens)
+    encoder = Encoder(
+        enc.model_dir or default_model_dir(),
+        device=enc.device,
+        intra_op_threads=enc.intra_op_threads,
+        max_tokens=enc.max_tokens,
+    )
     return build_route_index(config, encoder, out)
 
 
@@ -174,18 +178,22 @@ def _print_decision(d) -> None:  # type: ignore[no-untyped-def]
 
     reason = pb.DecisionReason.Name(d.reason).removeprefix("DECISION_REASON_").lower()
     print(f"model:     {d.model} ({d.provider})")
-    print(f"route:     {d.route or '-'}  confidence {d.confidence:.2f}  reason {reason}"
-          + (f"  rule {d.rule}" if d.rule else ""))
+    print(
+        f"route:     {d.route or '-'}  confidence {d.confidence:.2f}  reason {reason}"
+        + (f"  rule {d.rule}" if d.rule else "")
+    )
     print(f"bar:       quality >= {d.quality_bar:.2f}")
     print(f"fallbacks: {', '.join(d.fallbacks) or '-'}")
     for c in d.candidates:
         mark = "*" if c.model == d.model else " "
         status = "ok" if c.eligible else c.ineligible_reason
-        print(f"  {mark} {c.model:<20} q={c.predicted_quality:.2f}  ${c.estimated_cost_usd:.6f}  {status}")
+        q, cost = c.predicted_quality, c.estimated_cost_usd
+        print(f"  {mark} {c.model:<20} q={q:.2f}  ${cost:.6f}  {status}")
     if d.matches:
         print("matches:   " + ", ".join(f"{m.route} {m.score:.2f}" for m in d.matches))
     print(f"versions:  index {d.index_version}  encoder {d.encoder_id}  config {d.config_version}")
-    print(f"timing:    {d.timing.total_us} µs (encode {d.timing.encode_us}, search {d.timing.search_us})")
+    t = d.timing
+    print(f"timing:    {t.total_us} µs (encode {t.encode_us}, search {t.search_us})")
 
 
 if __name__ == "__main__":

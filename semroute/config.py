@@ -112,7 +112,9 @@ class RuleSpec(_Frozen):
     def _has_target_and_condition(self) -> RuleSpec:
         if (self.route is None) == (self.model is None):
             raise ValueError("a rule needs exactly one of 'route' or 'model'")
-        if not (self.keywords or self.regex or self.min_chars is not None or self.max_chars is not None):
+        if not (
+            self.keywords or self.regex or self.min_chars is not None or self.max_chars is not None
+        ):
             raise ValueError("a rule needs at least one of keywords, regex, min_chars, max_chars")
         return self
 

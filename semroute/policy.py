@@ -76,7 +76,8 @@ class Policy:
         if unknown:
             raise RoutingError(
                 "INVALID_ARGUMENT",
-                f"unknown model(s) {', '.join(unknown)}; the pool has: {', '.join(self.model_names)}",
+                f"unknown model(s) {', '.join(unknown)}; "
+                f"the pool has: {', '.join(self.model_names)}",
             )
 
     def choose(
@@ -156,5 +157,8 @@ class Policy:
 
 
 def _no_model_message(why: list[str], names: tuple[str, ...]) -> str:
-    details = "; ".join(f"{n}: {w}" for n, w in zip(names, why))
-    return f"no model satisfies the request's constraints ({details}); relax allowed/excluded models, tags or max_cost_usd"
+    details = "; ".join(f"{n}: {w}" for n, w in zip(names, why, strict=True))
+    return (
+        f"no model satisfies the request's constraints ({details}); "
+        "relax allowed/excluded models, tags or max_cost_usd"
+    )

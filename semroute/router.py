@@ -123,21 +123,31 @@ class Router:
             route, confidence, reason = self._match(state, per_route)
             order = np.argsort(-per_route)[:MAX_MATCHES]
             matches = tuple(
-                (policy.route_names[i], float(per_route[i])) for i in order if np.isfinite(per_route[i])
+                (policy.route_names[i], float(per_route[i]))
+                for i in order
+                if np.isfinite(per_route[i])
             )
         t0 = time.perf_counter_ns()
         choice = policy.choose(query, route, plan.input_tokens, pinned_model=plan.rule_model)
         policy_ns = time.perf_counter_ns() - t0
         if not choice.cleared:
             reason = Reason.FALLBACK
-        return _decision(plan, choice, route, confidence, reason, matches, self.encoder.id,
-                         Timing(
-                             total_us=(time.perf_counter_ns() - plan.started_ns) // 1000,
-                             rules_us=plan.rules_ns // 1000,
-                             encode_us=encode_ns // 1000,
-                             search_us=search_ns // 1000,
-                             policy_us=policy_ns // 1000,
-                         ))
+        return _decision(
+            plan,
+            choice,
+            route,
+            confidence,
+            reason,
+            matches,
+            self.encoder.id,
+            Timing(
+                total_us=(time.perf_counter_ns() - plan.started_ns) // 1000,
+                rules_us=plan.rules_ns // 1000,
+                encode_us=encode_ns // 1000,
+                search_us=search_ns // 1000,
+                policy_us=policy_ns // 1000,
+            ),
+        )
 
     @staticmethod
     def _match(state: RoutingState, per_route: np.ndarray) -> tuple[str, float, Reason]:
@@ -157,7 +167,8 @@ class Router:
         if not passes(best):
             return cfg.policy.default_route, max(best_score, 0.0), Reason.DEFAULT
         close = [
-            i for i in np.flatnonzero(per_route >= best_score - cfg.policy.ambiguity_margin)
+            i
+            for i in np.flatnonzero(per_route >= best_score - cfg.policy.ambiguity_margin)
             if passes(int(i))
         ]
         deciding = max(close, key=lambda i: policy.route_bar_key(policy.route_names[i]))

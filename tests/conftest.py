@@ -80,9 +80,21 @@ def server(index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     log = tmp_path_factory.mktemp("server") / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "semroute", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--index", str(index_dir)],
-            stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "semroute",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--index",
+                str(index_dir),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
     target = f"127.0.0.1:{port}"
     try:

@@ -15,8 +15,13 @@ from .conftest import REPO
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "semroute", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "semroute", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def test_route_against_running_server(server: str) -> None:
@@ -40,8 +45,14 @@ def test_index_build_and_local_route(tmp_path: Path) -> None:
     r = run("index", "build", "--config", str(tmp_path / "c.yaml"))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "idx" / "manifest.json").exists()
-    r = run("route", "--local", "--config", str(tmp_path / "c.yaml"), "--json",
-            "design a sharded, replicated key-value store with exactly-once semantics")
+    r = run(
+        "route",
+        "--local",
+        "--config",
+        str(tmp_path / "c.yaml"),
+        "--json",
+        "design a sharded, replicated key-value store with exactly-once semantics",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["model"] in {"claude-opus-4.5", "gpt-5.5"}
 

@@ -35,7 +35,7 @@ def test_round_trip_finds_the_utterance_itself(config: Config, encoder, index_di
 
 def test_k_larger_than_index_is_clamped(config: Config, encoder, index_dir: Path) -> None:  # type: ignore[no-untyped-def]
     idx = load_route_index(index_dir, config, encoder)
-    scores, ids = idx.search(encoder.encode(["hello"]), 10_000)
+    _, ids = idx.search(encoder.encode(["hello"]), 10_000)
     assert ids.shape[1] == idx.index.ntotal and (ids >= 0).all()
 
 
@@ -43,21 +43,23 @@ def test_corrupt_file_is_refused(config: Config, encoder, bundle: Path) -> None:
     with (bundle / "labels.npy").open("r+b") as f:
         f.seek(-4, 2)
         f.write(b"\x07\x07\x07\x07")
-    with pytest.raises(BundleError, match="checksum mismatch on labels.npy"):
+    with pytest.raises(BundleError, match=r"checksum mismatch on labels\.npy"):
         load_route_index(bundle, config, encoder)
 
 
 def test_truncated_and_missing_files_are_refused(config: Config, encoder, bundle: Path) -> None:  # type: ignore[no-untyped-def]
     data = (bundle / "index.faiss").read_bytes()
     (bundle / "index.faiss").write_bytes(data[: len(data) // 2])
-    with pytest.raises(BundleError, match="checksum mismatch on index.faiss"):
+    with pytest.raises(BundleError, match=r"checksum mismatch on index\.faiss"):
         load_route_index(bundle, config, encoder)
     (bundle / "index.faiss").unlink()
     with pytest.raises(BundleError, match="missing"):
         load_route_index(bundle, config, encoder)
 
 
-def test_half_written_bundle_without_manifest_is_refused(config: Config, encoder, bundle: Path) -> None:  # type: ignore[no-untyped-def]
+def test_half_written_bundle_without_manifest_is_refused(
+    config: Config, encoder, bundle: Path
+) -> None:  # type: ignore[no-untyped-def]
     (bundle / "manifest.json").unlink()
     with pytest.raises(BundleError, match="half-written"):
         load_route_index(bundle, config, encoder)
@@ -75,7 +77,9 @@ def test_other_encoder_or_dimension_is_refused(config: Config, encoder, bundle: 
 
 def test_bundle_from_other_routes_is_refused(config: Config, encoder, index_dir: Path) -> None:  # type: ignore[no-untyped-def]
     routes = list(config.routes)
-    routes[1] = routes[1].model_copy(update={"utterances": (*routes[1].utterances, "a new example")})
+    routes[1] = routes[1].model_copy(
+        update={"utterances": (*routes[1].utterances, "a new example")}
+    )
     changed = config.model_copy(update={"routes": tuple(routes)})
     with pytest.raises(BundleError, match="semroute index build"):
         load_route_index(index_dir, changed, encoder)

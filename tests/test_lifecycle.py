@@ -29,7 +29,10 @@ async def _health(target: str) -> int:
 
 
 async def test_health_transitions_and_unavailable_while_loading(
-    config: Config, index_dir: Path, router, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+    config: Config,
+    index_dir: Path,
+    router,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     gate = threading.Event()
 
@@ -46,13 +49,17 @@ async def test_health_transitions_and_unavailable_while_loading(
         assert await _health(target) == NOT_SERVING
         async with grpc.aio.insecure_channel(target) as ch:
             with pytest.raises(grpc.aio.AioRpcError) as e:
-                await router_pb2_grpc.RouterServiceStub(ch).Route(pb.RouteRequest(prompt="hi there"))
+                await router_pb2_grpc.RouterServiceStub(ch).Route(
+                    pb.RouteRequest(prompt="hi there")
+                )
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "SERVING" in e.value.details()
             gate.set()
             await asyncio.wait_for(load, 30)
             assert await _health(target) == SERVING
-            d = await router_pb2_grpc.RouterServiceStub(ch).Route(pb.RouteRequest(prompt="what are your opening hours?"))
+            d = await router_pb2_grpc.RouterServiceStub(ch).Route(
+                pb.RouteRequest(prompt="what are your opening hours?")
+            )
             assert d.model
     finally:
         gate.set()
@@ -74,7 +81,10 @@ async def test_failed_load_is_reported(config: Config, tmp_path: Path) -> None:
 
 
 async def test_graceful_stop_drains_in_flight_calls(
-    config: Config, index_dir: Path, router, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+    config: Config,
+    index_dir: Path,
+    router,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     app = App(config, "127.0.0.1", free_port(), index_dir=index_dir)
     monkeypatch.setattr(app_module, "load_router", lambda cfg, idx=None: router)
@@ -90,7 +100,8 @@ async def test_graceful_stop_drains_in_flight_calls(
     monkeypatch.setattr(router, "encode", slow_encode)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         call = router_pb2_grpc.RouterServiceStub(ch).Route(
-            pb.RouteRequest(prompt="summarize this report for me please"), timeout=20)
+            pb.RouteRequest(prompt="summarize this report for me please"), timeout=20
+        )
         await asyncio.sleep(0.3)  # the call is now waiting in the encoder
         stopping = asyncio.ensure_future(app.stop(grace=10))
         await asyncio.sleep(0.3)

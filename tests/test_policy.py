@@ -65,7 +65,9 @@ def test_choose_with_nothing_eligible_and_forced_model() -> None:
     provider = np.array([0, 1, 2], dtype=np.int32)
     chosen, fallbacks, _, _ = _policy.choose(quality, cost, np.zeros(3, np.uint8), provider, 0.5)
     assert chosen == -1 and fallbacks.size == 0
-    chosen, fallbacks, _, cleared = _policy.choose(quality, cost, np.ones(3, np.uint8), provider, 0.5, 2)
+    chosen, fallbacks, _, cleared = _policy.choose(
+        quality, cost, np.ones(3, np.uint8), provider, 0.5, 2
+    )
     assert chosen == 2 and cleared and fallbacks.tolist() == [0, 1]
 
 
@@ -93,7 +95,9 @@ def test_tags_allowed_excluded_and_max_cost(policy: Policy, config: Config) -> N
     eu = policy.choose(q(required_tags=frozenset({"region:eu", "hipaa"})), "faq_lookup", 20)
     assert {"region:eu", "hipaa"} <= config.model(eu.model).tags
     assert all({"region:eu", "hipaa"} <= config.model(m).tags for m in eu.fallbacks)
-    allowed = policy.choose(q(allowed_models=frozenset({"gpt-5.5", "claude-haiku-4.5"})), "greeting", 20)
+    allowed = policy.choose(
+        q(allowed_models=frozenset({"gpt-5.5", "claude-haiku-4.5"})), "greeting", 20
+    )
     assert allowed.model == "claude-haiku-4.5" and allowed.fallbacks == ("gpt-5.5",)
     excluded = policy.choose(q(excluded_models=frozenset({"mistral-small-3.2"})), "greeting", 20)
     assert excluded.model != "mistral-small-3.2"
@@ -116,5 +120,7 @@ def test_impossible_constraints_and_unknown_models(policy: Policy) -> None:
 def test_pinned_model_wins_when_eligible(policy: Policy) -> None:
     pinned = policy.choose(q(), "greeting", 20, pinned_model="gpt-5.5")
     assert pinned.model == "gpt-5.5" and "gpt-5.5" not in pinned.fallbacks
-    blocked = policy.choose(q(excluded_models=frozenset({"gpt-5.5"})), "greeting", 20, pinned_model="gpt-5.5")
+    blocked = policy.choose(
+        q(excluded_models=frozenset({"gpt-5.5"})), "greeting", 20, pinned_model="gpt-5.5"
+    )
     assert blocked.model != "gpt-5.5"

@@ -7,12 +7,14 @@ from semroute.rules import RuleSet
 
 
 def test_keyword_regex_and_length_conditions() -> None:
-    rules = RuleSet((
-        RuleSpec(name="sql", route="data_sql", keywords=("sql", "join")),
-        RuleSpec(name="short", route="greeting", max_chars=5),
-        RuleSpec(name="long", route="summarization", min_chars=100),
-        RuleSpec(name="both", route="math", regex=r"\d+\s*\+\s*\d+", max_chars=30),
-    ))
+    rules = RuleSet(
+        (
+            RuleSpec(name="sql", route="data_sql", keywords=("sql", "join")),
+            RuleSpec(name="short", route="greeting", max_chars=5),
+            RuleSpec(name="long", route="summarization", min_chars=100),
+            RuleSpec(name="both", route="math", regex=r"\d+\s*\+\s*\d+", max_chars=30),
+        )
+    )
     assert rules.first_match("write SQL for me").name == "sql"  # type: ignore[union-attr]
     assert rules.first_match("a disjoint set") is None  # "join" inside a word does not count
     assert rules.first_match("hey").name == "short"  # type: ignore[union-attr]

@@ -35,7 +35,7 @@ def test_cheap_question_goes_to_a_cheap_model(stub, config: Config) -> None:  # 
     [
         "prove that there are infinitely many primes and formalise it in Lean",
         "design a sharded, replicated key-value store with exactly-once semantics",
-        "Design a multi-region event store with exactly-once delivery and explain the failure modes",
+        "Design a multi-region event store with exactly-once delivery; explain its failure modes",
     ],
 )
 def test_hard_prompts_go_to_a_frontier_model(stub, prompt: str) -> None:  # type: ignore[no-untyped-def]
@@ -44,8 +44,12 @@ def test_hard_prompts_go_to_a_frontier_model(stub, prompt: str) -> None:  # type
 
 
 def test_every_field_of_the_decision(stub, config: Config) -> None:  # type: ignore[no-untyped-def]
-    d = route(stub, prompt="write a python function that merges two sorted lists", request_id="req-42",
-              tenant="acme")
+    d = route(
+        stub,
+        prompt="write a python function that merges two sorted lists",
+        request_id="req-42",
+        tenant="acme",
+    )
     assert d.request_id == "req-42"
     assert d.model and d.provider == config.model(d.model).provider
     assert d.route == "code_generation" and 0.45 <= d.confidence <= 1.0
@@ -57,8 +61,11 @@ def test_every_field_of_the_decision(stub, config: Config) -> None:  # type: ign
     chosen = next(c for c in d.candidates if c.model == d.model)
     assert chosen.eligible and chosen.meets_bar and chosen.predicted_quality >= d.quality_bar - 1e-6
     assert all(c.estimated_cost_usd > 0 for c in d.candidates)
-    cheaper_clearing = [c for c in d.candidates if c.meets_bar and c.eligible
-                        and c.estimated_cost_usd < chosen.estimated_cost_usd]
+    cheaper_clearing = [
+        c
+        for c in d.candidates
+        if c.meets_bar and c.eligible and c.estimated_cost_usd < chosen.estimated_cost_usd
+    ]
     assert not cheaper_clearing
     assert d.matches[0].route == d.route and d.matches[0].score == pytest.approx(d.confidence)
     assert [m.score for m in d.matches] == sorted((m.score for m in d.matches), reverse=True)
@@ -69,7 +76,10 @@ def test_every_field_of_the_decision(stub, config: Config) -> None:  # type: ign
 
 
 def test_server_makes_a_request_id_when_missing(stub) -> None:  # type: ignore[no-untyped-def]
-    a, b = route(stub, prompt="hello there, how are you?"), route(stub, prompt="hello there, how are you?")
+    a, b = (
+        route(stub, prompt="hello there, how are you?"),
+        route(stub, prompt="hello there, how are you?"),
+    )
     assert a.request_id and b.request_id and a.request_id != b.request_id
 
 
@@ -95,12 +105,18 @@ def test_knob_presets_and_allowed_models(stub, config: Config) -> None:  # type:
     price = {c.model: c.estimated_cost_usd for c in quality.candidates}
     assert price[cost.model] <= price[quality.model]
     only = route(stub, prompt=prompt, allowed_models=["claude-sonnet-4.5", "gpt-5.5"])
-    assert only.model in {"claude-sonnet-4.5", "gpt-5.5"} and set(only.fallbacks) <= {"claude-sonnet-4.5", "gpt-5.5"}
+    assert only.model in {"claude-sonnet-4.5", "gpt-5.5"} and set(only.fallbacks) <= {
+        "claude-sonnet-4.5",
+        "gpt-5.5",
+    }
 
 
 def test_max_cost_and_fallback_reason(stub) -> None:  # type: ignore[no-untyped-def]
-    d = route(stub, prompt="design a sharded, replicated key-value store with exactly-once semantics",
-              max_cost_usd=0.0005)
+    d = route(
+        stub,
+        prompt="design a sharded, replicated key-value store with exactly-once semantics",
+        max_cost_usd=0.0005,
+    )
     assert d.reason == pb.DECISION_REASON_FALLBACK
     assert next(c for c in d.candidates if c.model == d.model).estimated_cost_usd <= 0.0005
 
@@ -127,22 +143,45 @@ def test_default_route_when_nothing_matches(stub, config: Config) -> None:  # ty
 BAD = [
     ({}, grpc.StatusCode.INVALID_ARGUMENT, "empty request"),
     ({"prompt": "   \n "}, grpc.StatusCode.INVALID_ARGUMENT, "blank"),
-    ({"prompt": "hi", "messages": [pb.ChatMessage(role="user", content="hi")]},
-     grpc.StatusCode.INVALID_ARGUMENT, "not both"),
-    ({"messages": [pb.ChatMessage(role="system", content="be nice")]},
-     grpc.StatusCode.INVALID_ARGUMENT, "no user message"),
-    ({"messages": [pb.ChatMessage(role="wizard", content="hi")]},
-     grpc.StatusCode.INVALID_ARGUMENT, "role"),
+    (
+        {"prompt": "hi", "messages": [pb.ChatMessage(role="user", content="hi")]},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "not both",
+    ),
+    (
+        {"messages": [pb.ChatMessage(role="system", content="be nice")]},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "no user message",
+    ),
+    (
+        {"messages": [pb.ChatMessage(role="wizard", content="hi")]},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "role",
+    ),
     ({"prompt": "x" * 70_000}, grpc.StatusCode.INVALID_ARGUMENT, "max_prompt_bytes"),
     ({"prompt": "hello", "allowed_models": ["gpt-9"]}, grpc.StatusCode.INVALID_ARGUMENT, "gpt-9"),
     ({"prompt": "hello", "excluded_models": ["nope"]}, grpc.StatusCode.INVALID_ARGUMENT, "nope"),
-    ({"prompt": "hello there", "required_tags": ["region:moon"]},
-     grpc.StatusCode.FAILED_PRECONDITION, "region:moon"),
-    ({"prompt": "hello there", "allowed_models": ["mistral-small-3.2"], "required_tags": ["hipaa"]},
-     grpc.StatusCode.FAILED_PRECONDITION, "hipaa"),
+    (
+        {"prompt": "hello there", "required_tags": ["region:moon"]},
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "region:moon",
+    ),
+    (
+        {
+            "prompt": "hello there",
+            "allowed_models": ["mistral-small-3.2"],
+            "required_tags": ["hipaa"],
+        },
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "hipaa",
+    ),
     ({"prompt": "hello", "quality_preference": 1.5}, grpc.StatusCode.INVALID_ARGUMENT, "0-1"),
     ({"prompt": "hello", "max_cost_usd": -1}, grpc.StatusCode.INVALID_ARGUMENT, "max_cost_usd"),
-    ({"prompt": "hello", "expected_output_tokens": 0}, grpc.StatusCode.INVALID_ARGUMENT, "at least 1"),
+    (
+        {"prompt": "hello", "expected_output_tokens": 0},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "at least 1",
+    ),
 ]
 
 
@@ -169,10 +208,23 @@ def test_health_and_reflection(server: str) -> None:
             r = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
             assert r.status == health_pb2.HealthCheckResponse.SERVING
         refl = reflection_pb2_grpc.ServerReflectionStub(ch)
-        responses = list(refl.ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+        responses = list(
+            refl.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+            )
+        )
         names = {s.name for s in responses[0].list_services_response.service}
         assert {"semroute.v1.RouterService", "grpc.health.v1.Health"} <= names
-        responses = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
-            file_containing_symbol="semroute.v1.RouterService")]), timeout=5))
+        responses = list(
+            refl.ServerReflectionInfo(
+                iter(
+                    [
+                        reflection_pb2.ServerReflectionRequest(
+                            file_containing_symbol="semroute.v1.RouterService"
+                        )
+                    ]
+                ),
+                timeout=5,
+            )
+        )
         assert responses[0].file_descriptor_response.file_descriptor_proto

@@ -9,9 +9,9 @@ sending), then in-flight calls get `grace_period_s` to finish.
 from __future__ import annotations
 
 import asyncio
-import os
 import logging
 import multiprocessing
+import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -73,14 +73,20 @@ class App:
         server = grpc.aio.server(
             options=[
                 ("grpc.so_reuseport", 1),
-                ("grpc.max_receive_message_length", self.config.server.max_prompt_bytes * 4 + 65536),
+                (
+                    "grpc.max_receive_message_length",
+                    self.config.server.max_prompt_bytes * 4 + 65536,
+                ),
             ]
         )
         router_pb2_grpc.add_RouterServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME),
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             server,
         )
         self.port = server.add_insecure_port(f"{self.host}:{self.port}")
@@ -107,13 +113,18 @@ class App:
         self.servicer.router = router
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.loaded.set()
-        log.info("serving", extra={"fields": {
-            "index_version": router.state.index.version,
-            "encoder_id": router.encoder.id,
-            "providers": router.encoder.providers,
-            "config_version": self.config.version,
-            "load_s": round(time.perf_counter() - t0, 3),
-        }})
+        log.info(
+            "serving",
+            extra={
+                "fields": {
+                    "index_version": router.state.index.version,
+                    "encoder_id": router.encoder.id,
+                    "providers": router.encoder.providers,
+                    "config_version": self.config.version,
+                    "load_s": round(time.perf_counter() - t0, 3),
+                }
+            },
+        )
 
     async def stop(self, grace: float | None = None) -> None:
         """Turn NOT_SERVING, then drain in-flight calls for up to `grace` seconds."""
@@ -165,7 +176,9 @@ def run_process(config_path: str | None, host: str, port: int, index_dir: str | 
     return uvloop.run(serve_until_signalled(app))
 
 
-def run_workers(config_path: str | None, host: str, port: int, index_dir: str | None, workers: int) -> int:
+def run_workers(
+    config_path: str | None, host: str, port: int, index_dir: str | None, workers: int
+) -> int:
     """Run `workers` server processes sharing one port through SO_REUSEPORT.
 
     The kernel spreads connections across processes, so each process (its own
@@ -175,7 +188,9 @@ def run_workers(config_path: str | None, host: str, port: int, index_dir: str | 
         raise ValueError("--workers > 1 needs a fixed --port (each process binds the same one)")
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=run_process, args=(config_path, host, port, index_dir), name=f"semroute-{i}")
+        ctx.Process(
+            target=run_process, args=(config_path, host, port, index_dir), name=f"semroute-{i}"
+        )
         for i in range(workers)
     ]
     for p in procs:

@@ -31,7 +31,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         # Set once the model and index are loaded; None means still loading.
         self.router: Router | None = None
 
-    async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteDecision:
+    async def Route(
+        self, request: pb.RouteRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RouteDecision:
         router = self.router
         if router is None:
             await context.abort(
@@ -41,7 +43,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         if self._inflight >= self._limits.max_concurrent_requests:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"over {self._limits.max_concurrent_requests} concurrent requests; retry with backoff",
+                f"over {self._limits.max_concurrent_requests} concurrent requests; "
+                "retry with backoff",
             )
         self._inflight += 1
         code, message = grpc.StatusCode.OK, ""
@@ -54,11 +57,19 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                 embedding = await loop.run_in_executor(self._pool, router.encode, query.text)
             decision = router.decide(plan, embedding)
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("decision", extra={"fields": {
-                    "request_id": decision.request_id, "tenant": query.tenant,
-                    "model": decision.model, "route": decision.route,
-                    "reason": decision.reason.name, "total_us": decision.timing.total_us,
-                }})
+                log.debug(
+                    "decision",
+                    extra={
+                        "fields": {
+                            "request_id": decision.request_id,
+                            "tenant": query.tenant,
+                            "model": decision.model,
+                            "route": decision.route,
+                            "reason": decision.reason.name,
+                            "total_us": decision.timing.total_us,
+                        }
+                    },
+                )
             return decision_to_proto(decision)
         except RoutingError as e:
             code, message = grpc.StatusCode[e.code], e.message
