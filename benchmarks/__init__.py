@@ -1,0 +1,1 @@
+"""Load-testing tools for semroute: a gRPC load generator and a trivial-RPC echo server."""
