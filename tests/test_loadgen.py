@@ -1,0 +1,169 @@
+"""The load generator: a tiny bounded run against the echo server, and its parts on their own.
+
+No timing thresholds: the machine is shared, only structure and invariants are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("hdrh")
+
+from benchmarks.loadgen import hist
+from benchmarks.loadgen.runner import Scenario
+from benchmarks.loadgen.servers import ServerHandle, parse_target, start_server, stop_server
+from benchmarks.prompts import PromptMix, PromptPool, RequestFactory, chat_prompts
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[ServerHandle]:
+    handle = start_server("echo", timeout=30)
+    try:
+        yield handle
+    finally:
+        stop_server(handle)
+
+
+def _pool() -> PromptPool:
+    """The built-in chat prompts only: unit tests must not depend on ../shared."""
+    return PromptPool([], [], [], chat_prompts(), "", False)
+
+
+def test_run_closed_open_sequential_against_echo(echo: ServerHandle, tmp_path: Path) -> None:
+    common = {"warmup": 0.3, "duration": 1.0, "processes": 2, "knobs": "vary", "seed": 7}
+    spec = {
+        "defaults": common,
+        "baseline": "closed",
+        "scenarios": [
+            {"name": "closed", "mode": "closed", "concurrency": 4, "requests": 400},
+            {"name": "open", "mode": "open", "rate": 200, "requests": 400, "mix": "mix"},
+            {"name": "seq", "mode": "sequential", "requests": 50, "mix": "hit"},
+        ],
+    }
+    spec_path = tmp_path / "scenarios.json"
+    spec_path.write_text(json.dumps(spec))
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.loadgen",
+        "--target",
+        echo.target,
+        "--server-pid",
+        str(echo.pid),
+        "--scenarios",
+        str(spec_path),
+        "--out-dir",
+        str(tmp_path),
+        "--name",
+        "t",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    files = list(tmp_path.glob("t-*.json"))
+    assert len(files) == 1
+    report = json.loads(files[0].read_text())
+    assert report["baseline"] == "closed"
+    by_name = {s["name"]: s for s in report["scenarios"]}
+    assert set(by_name) == {"closed", "open", "seq"}
+    for name, s in by_name.items():
+        assert "failed" not in s, s
+        assert 0 < s["requests"] <= 400, name
+        assert s["ok"] == s["requests"] and s["error_total"] == 0, s["errors"]
+        lat = s["latency_us"]
+        assert lat["count"] == s["ok"]
+        assert 0 <= lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"]
+        assert lat["p99.9"] <= lat["max"]
+        assert s["achieved_rps"] > 0
+        assert s["client"]["cpu_per_call_us"] > 0
+        assert s["server_cpu"] is not None and s["server_cpu"]["cpu_s"] >= 0
+        assert s["server_rss"]["max_mb"] >= s["server_rss"]["start_mb"] > 0
+        assert s["decisions"]["reason"] == {"DECISION_REASON_DEFAULT": 1.0}
+        assert s["server_timing_us"]["total_us"]["count"] == s["ok"]
+    assert by_name["seq"]["requests"] == 50 and by_name["seq"]["client"]["processes"] == 1
+    assert by_name["open"]["offered_rps"] == 200 and by_name["open"]["client_lag_us"]
+    assert by_name["seq"]["prompt_kinds"] == {"hit": 1.0}
+    assert set(report["ratios"]) == {"closed", "open", "seq"}
+    assert report["ratios"]["closed"]["achieved_rps"] == 1.0
+    assert "achieved/s" in proc.stdout
+
+
+def test_histogram_merge_equals_combined_recording() -> None:
+    a, b, both = hist.new_histogram(), hist.new_histogram(), hist.new_histogram()
+    for i in range(1, 5001):
+        v = (i * 37) % 20_000 + 50
+        hist.record(a if i % 3 else b, v)
+        hist.record(both, v)
+    hist.record(a, 10**12)  # clamped into range, not dropped
+    hist.record(both, 10**12)
+    merged = hist.merge([hist.encode(a), hist.encode(b)])
+    assert hist.summarize(merged) == hist.summarize(both)
+    assert merged.get_total_count() == 5001
+    empty = hist.summarize(hist.merge([hist.encode(hist.new_histogram())]))
+    assert empty["count"] == 0 and empty["p99"] == 0
+
+
+def test_mix_repeat_share_and_determinism() -> None:
+    n = 5000
+    mix = PromptMix(_pool(), "mix", seed=3)
+    items = [mix.next_item() for _ in range(n)]
+    kinds = Counter(k for _, k in items)
+    share = (kinds["repeat"] + kinds["paraphrase"]) / n
+    assert 0.30 <= share <= 0.40, kinds
+    assert kinds["repeat"] > 0 and kinds["paraphrase"] > 0
+    seen: set[str] = set()
+    for item, kind in items:
+        text = item.text()
+        if kind == "repeat":
+            assert text in seen
+        seen.add(text)
+    again = PromptMix(_pool(), "mix", seed=3)
+    assert [again.next_item() for _ in range(n)] == items
+    other = PromptMix(_pool(), "mix", seed=4)
+    assert [other.next_item() for _ in range(50)] != items[:50]
+
+
+def test_unique_and_hit_mixes() -> None:
+    pool = _pool()
+    # Two processes' shards of `unique` never overlap (until a pool wraps).
+    a = PromptMix(pool, "unique", seed=1, worker=0, n_workers=2)
+    b = PromptMix(pool, "unique", seed=1, worker=1, n_workers=2)
+    texts_a = [a.next_item()[0].text() for _ in range(200)]
+    texts_b = [b.next_item()[0].text() for _ in range(200)]
+    assert len(set(texts_a)) == 200 and not set(texts_a) & set(texts_b)
+    hit = PromptMix(pool, "hit", seed=1, worker=1, n_workers=2, hit_set=8)
+    hit0 = PromptMix(pool, "hit", seed=1, worker=0, n_workers=2, hit_set=8)
+    drawn = {hit.next_item()[0].text() for _ in range(500)}
+    assert len(drawn) <= 8
+    assert drawn <= {hit0.next_item()[0].text() for _ in range(2000)}  # same set in every process
+
+
+def test_request_factory_knobs() -> None:
+    item, _ = PromptMix(_pool(), "unique", seed=2).next_item()
+    bare = RequestFactory("none").build(item)
+    assert not bare.tenant and not bare.HasField("quality_preference")
+    f = RequestFactory("vary", tags=["region:eu"], seed=2)
+    reqs = [f.build(item) for _ in range(300)]
+    assert all(r.tenant for r in reqs)
+    assert any(r.HasField("quality_preference") for r in reqs)
+    assert all(0.0 <= r.quality_preference <= 1.0 for r in reqs)
+    assert {t for r in reqs for t in r.required_tags} == {"region:eu"}
+
+
+def test_only_loopback_targets() -> None:
+    assert parse_target("localhost:50051") == "127.0.0.1:50051"
+    for bad in ("10.0.0.1:50051", "example.com:443", "0.0.0.0:1", "127.0.0.1", "[::1]:5"):
+        with pytest.raises(ValueError):
+            parse_target(bad)
+    with pytest.raises(ValueError):
+        Scenario(target="192.168.1.2:50051").resolved()
+    with pytest.raises(ValueError):
+        Scenario(start_server="echo", duration=0).resolved()
