@@ -77,8 +77,9 @@ class EchoRouter(router_pb2_grpc.RouterServiceServicer):
         return self._decision
 
 
-async def serve(host: str, port: int, reuse_port: bool) -> None:
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if reuse_port else 0)])
+async def serve(host: str, port: int) -> None:
+    # The server options semroute's own server sets (see semroute/server/app.py).
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
     router_pb2_grpc.add_RouterServiceServicer_to_server(EchoRouter(), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -97,14 +98,14 @@ async def serve(host: str, port: int, reuse_port: bool) -> None:
     await server.stop(grace=2.0)
 
 
-def run_one(host: str, port: int, reuse_port: bool) -> None:
+def run_one(host: str, port: int) -> None:
     """Run one server process on uvloop (asyncio's default loop when uvloop is missing)."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(host, port, reuse_port))
+        asyncio.run(serve(host, port))
     else:
-        uvloop.run(serve(host, port, reuse_port))
+        uvloop.run(serve(host, port))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,11 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.host not in ("127.0.0.1", "localhost"):
         ap.error("the echo server only listens on 127.0.0.1")
     if args.workers <= 1:
-        run_one("127.0.0.1", args.port, reuse_port=False)
+        run_one("127.0.0.1", args.port)
         return 0
+    if args.port == 0:
+        ap.error("--workers > 1 needs a fixed --port (every process binds the same one)")
     ctx = mp.get_context("spawn")
     procs = [
-        ctx.Process(target=run_one, args=("127.0.0.1", args.port, True), daemon=True)
+        ctx.Process(target=run_one, args=("127.0.0.1", args.port), daemon=True)
         for _ in range(args.workers)
     ]
     for p in procs:

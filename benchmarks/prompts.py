@@ -10,6 +10,11 @@ replays realistic text rather than one fixed prompt:
   light paraphrase) a prompt sent earlier, popular prompts more often.
 - ``hit``: a small fixed set of prompts repeated, i.e. cache-hit traffic.
 
+Each prompt carries its caller's knobs (tenant, preset or quality preference,
+output-length estimate, cost cap, tags), drawn once when the prompt is first
+sent: a repeat comes from the same caller with the same request shape, so an
+exact decision cache can hit it, as it would in production.
+
 Each client process draws its own shard of the shuffled pools, so prompts stay
 unique across processes too. When a pool runs out it is reused with a variant
 marker appended (counted as ``wraps``), which an exact-match cache misses but a
@@ -26,7 +31,7 @@ import os
 import random
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from semroute.v1 import router_pb2
@@ -47,12 +52,25 @@ Messages = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
+class Knobs:
+    """The per-request options a gateway sets besides the text."""
+
+    tenant: str = ""
+    preset: int = 0
+    quality_preference: float | None = None
+    expected_output_tokens: int | None = None
+    max_cost_usd: float | None = None
+    required_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PromptItem:
-    """One request body: either a bare prompt or an OpenAI-style message list."""
+    """One request body: a bare prompt or an OpenAI-style message list, and its knobs."""
 
     prompt: str = ""
     messages: Messages = ()
     source: str = "chat"
+    knobs: Knobs | None = None
 
     def text(self) -> str:
         """The text the mix compares for repeats: the prompt or all message contents."""
@@ -352,13 +370,13 @@ def paraphrase(text: str, rng: random.Random) -> str:
 def paraphrase_item(item: PromptItem, rng: random.Random) -> PromptItem:
     """Paraphrase the prompt, or the last user turn of a chat."""
     if item.prompt:
-        return PromptItem(prompt=paraphrase(item.prompt, rng), source=item.source)
+        return replace(item, prompt=paraphrase(item.prompt, rng))
     msgs = list(item.messages)
     for i in range(len(msgs) - 1, -1, -1):
         if msgs[i][0] == "user":
             msgs[i] = ("user", paraphrase(msgs[i][1], rng))
             break
-    return PromptItem(messages=tuple(msgs), source=item.source)
+    return replace(item, messages=tuple(msgs))
 
 
 # --- the mixes ----------------------------------------------------------------------------
@@ -406,9 +424,16 @@ class PromptMix:
         n_workers: int = 1,
         hit_set: int = 16,
         repeat_share: float = 0.35,
+        knobs: str = "vary",
+        tags: Sequence[str] = (),
     ):
         if mix not in MIXES:
             raise ValueError(f"unknown mix {mix!r}; choose one of {', '.join(MIXES)}")
+        if knobs not in KNOBS:
+            raise ValueError(f"unknown knobs {knobs!r}; choose one of {', '.join(KNOBS)}")
+        self.knobs = knobs
+        self.tags = tuple(t for t in tags if t)
+        self.knob_rng = random.Random(f"{seed}:knobs:{worker}:{n_workers}")
         if not 0.0 <= repeat_share < 1.0:
             raise ValueError("repeat_share must be within [0, 1)")
         self.mix = mix
@@ -427,7 +452,7 @@ class PromptMix:
         self.hits: list[PromptItem] = []
         if mix == "hit":
             # The same hit set in every process: drawn from an unsharded stream.
-            base = PromptMix(pool, "unique", seed, 0, 1)
+            base = PromptMix(pool, "unique", seed, 0, 1, knobs=knobs, tags=self.tags)
             self.hits = [base.next_unique() for _ in range(max(1, hit_set))]
 
     def wraps(self) -> int:
@@ -437,16 +462,18 @@ class PromptMix:
     def next_unique(self) -> PromptItem:
         source = self.rng.choices(self.sources, self.weights)[0]
         raw, wrap = self.shards[source].next()
+        knobs = draw_knobs(self.knob_rng, self.tags) if self.knobs == "vary" else None
         if isinstance(raw, tuple):  # an MT-Bench chat
             msgs = list(raw)
             msgs[-1] = (msgs[-1][0], _variant(msgs[-1][1], wrap))
-            return PromptItem(messages=tuple(msgs), source=source)
+            return PromptItem(messages=tuple(msgs), source=source, knobs=knobs)
         text = _variant(str(raw), wrap)
         if source == "chat" and self.rng.random() < 0.3:
             # Gateways often forward the chat-completions shape with a system prompt.
             system = _SUPPORT_SYSTEM.format(product=self.rng.choice(_SLOTS["product"]))
-            return PromptItem(messages=(("system", system), ("user", text)), source=source)
-        return PromptItem(prompt=text, source=source)
+            msgs = (("system", system), ("user", text))
+            return PromptItem(messages=msgs, source=source, knobs=knobs)
+        return PromptItem(prompt=text, source=source, knobs=knobs)
 
     def _pick_earlier(self) -> PromptItem:
         """Half popularity-skewed (a Zipf-like head of early prompts), half uniform."""
@@ -486,27 +513,24 @@ _PRESETS = [
 ]
 
 
+def draw_knobs(rng: random.Random, tags: Sequence[str] = ()) -> Knobs:
+    """What gateways set: a tenant, a preset or an explicit quality preference, sometimes an
+    output-length estimate or a cost cap, and (only when ``tags`` is given) a required tag."""
+    quality = round(rng.random(), 3) if rng.random() < 0.3 else None
+    return Knobs(
+        tenant=rng.choice(_TENANTS),
+        preset=rng.choice(_PRESETS) if quality is None else 0,
+        quality_preference=quality,
+        expected_output_tokens=rng.choice((64, 256, 512, 1024)) if rng.random() < 0.3 else None,
+        max_cost_usd=0.5 if rng.random() < 0.1 else None,
+        required_tags=(rng.choice(tags),) if tags and rng.random() < 0.2 else (),
+    )
+
+
 class RequestFactory:
-    """Turns PromptItems into RouteRequests, with per-request knobs drawn from their own RNG.
+    """Turns PromptItems into RouteRequests; with an ``id_prefix``, numbers them as request_id."""
 
-    ``knobs="vary"`` sets what gateways set: a tenant, a preset or an explicit
-    quality preference, sometimes an output-length estimate or a cost cap, and
-    (only when ``tags`` is given) required tags; ``"none"`` sends the bare prompt.
-    """
-
-    def __init__(
-        self,
-        knobs: str = "vary",
-        tags: Sequence[str] = (),
-        seed: int = 0,
-        worker: int = 0,
-        id_prefix: str = "",
-    ):
-        if knobs not in KNOBS:
-            raise ValueError(f"unknown knobs {knobs!r}; choose one of {', '.join(KNOBS)}")
-        self.knobs = knobs
-        self.tags = [t for t in tags if t]
-        self.rng = random.Random(f"{seed}:knobs:{worker}")
+    def __init__(self, id_prefix: str = ""):
         self.id_prefix = id_prefix
         self.count = 0
 
@@ -517,21 +541,21 @@ class RequestFactory:
         else:
             for role, content in item.messages:
                 req.messages.add(role=role, content=content)
-        if self.knobs == "none":
-            return req
-        rng = self.rng
-        self.count += 1
         if self.id_prefix:
+            self.count += 1
             req.request_id = f"{self.id_prefix}{self.count}"
-        req.tenant = rng.choice(_TENANTS)
-        if rng.random() < 0.3:
-            req.quality_preference = round(rng.random(), 3)
-        else:
-            req.preset = rng.choice(_PRESETS)
-        if rng.random() < 0.3:
-            req.expected_output_tokens = rng.choice((64, 256, 512, 1024))
-        if rng.random() < 0.1:
-            req.max_cost_usd = 0.5
-        if self.tags and rng.random() < 0.2:
-            req.required_tags.append(rng.choice(self.tags))
+        k = item.knobs
+        if k is None:
+            return req
+        req.tenant = k.tenant
+        if k.quality_preference is not None:
+            req.quality_preference = k.quality_preference
+        elif k.preset:
+            req.preset = k.preset  # type: ignore[assignment]
+        if k.expected_output_tokens is not None:
+            req.expected_output_tokens = k.expected_output_tokens
+        if k.max_cost_usd is not None:
+            req.max_cost_usd = k.max_cost_usd
+        if k.required_tags:
+            req.required_tags.extend(k.required_tags)
         return req

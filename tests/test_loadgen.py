@@ -146,16 +146,26 @@ def test_unique_and_hit_mixes() -> None:
     assert drawn <= {hit0.next_item()[0].text() for _ in range(2000)}  # same set in every process
 
 
-def test_request_factory_knobs() -> None:
-    item, _ = PromptMix(_pool(), "unique", seed=2).next_item()
-    bare = RequestFactory("none").build(item)
-    assert not bare.tenant and not bare.HasField("quality_preference")
-    f = RequestFactory("vary", tags=["region:eu"], seed=2)
-    reqs = [f.build(item) for _ in range(300)]
-    assert all(r.tenant for r in reqs)
+def test_knobs_follow_the_prompt() -> None:
+    item, _ = PromptMix(_pool(), "unique", seed=2, knobs="none").next_item()
+    bare = RequestFactory().build(item)
+    assert not bare.tenant and not bare.HasField("quality_preference") and not bare.request_id
+    mix = PromptMix(_pool(), "mix", seed=2, knobs="vary", tags=["region:eu"])
+    f = RequestFactory(id_prefix="t-")
+    items = [mix.next_item() for _ in range(600)]
+    reqs = [f.build(item) for item, _ in items]
+    assert all(r.tenant for r in reqs) and reqs[-1].request_id == "t-600"
     assert any(r.HasField("quality_preference") for r in reqs)
     assert all(0.0 <= r.quality_preference <= 1.0 for r in reqs)
     assert {t for r in reqs for t in r.required_tags} == {"region:eu"}
+    # A repeat comes from the same caller: same text, same knobs (an exact cache can hit it).
+    first: dict[str, object] = {}
+    for (item, kind), req in zip(items, reqs, strict=True):
+        req.request_id = ""
+        key = item.text()
+        if kind == "repeat":
+            assert first[key] == req
+        first.setdefault(key, req)
 
 
 def test_only_loopback_targets() -> None:

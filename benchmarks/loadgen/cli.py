@@ -53,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--start-server", choices=SERVER_KINDS, default=S, help="start this server for the run"
     )
-    g.add_argument("--server-config", default=S, help="config for --start-server semroute")
+    g.add_argument(
+        "--server-config",
+        default=S,
+        help="--config for --start-server semroute (default: the server's)",
+    )
     g.add_argument("--server-workers", type=int, default=S, help="server --workers (default 1)")
     g.add_argument(
         "--server-cmd",

@@ -114,20 +114,10 @@ def server_command(
             str(workers),
         ]
     if kind == "semroute":
-        if not config:
-            raise ValueError("--start-server semroute needs --server-config PATH")
-        return [
-            *_semroute_argv(),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--config",
-            str(config),
-            "--workers",
-            str(workers),
-        ]
+        argv = [*_semroute_argv(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        if config:  # else the server's default (configs/default.yaml)
+            argv += ["--config", str(config)]
+        return [*argv, "--workers", str(workers)]
     raise ValueError(f"unknown server kind {kind!r} (echo or semroute)")
 
 

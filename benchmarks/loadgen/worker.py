@@ -229,9 +229,17 @@ async def _open_loop(
 async def _run(cfg: WorkerConfig, ready_q: Any, start_q: Any) -> dict[str, Any]:
     pool = load_pool(cfg.data_dir)
     mix = PromptMix(
-        pool, cfg.mix, cfg.seed, cfg.index, cfg.n_workers, cfg.hit_set, cfg.repeat_share
+        pool,
+        cfg.mix,
+        cfg.seed,
+        cfg.index,
+        cfg.n_workers,
+        cfg.hit_set,
+        cfg.repeat_share,
+        knobs=cfg.knobs,
+        tags=cfg.tags,
     )
-    factory = RequestFactory(cfg.knobs, cfg.tags, cfg.seed, cfg.index, id_prefix=f"lg{cfg.index}-")
+    factory = RequestFactory(id_prefix=f"lg{cfg.index}-" if cfg.knobs == "vary" else "")
 
     def next_req() -> tuple[router_pb2.RouteRequest, str]:
         item, kind = mix.next_item()
