@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
     g.add_argument("--no-save", action="store_true", help="print only, write no JSON")
     g.add_argument("--json", action="store_true", help="also print the result JSON to stdout")
+    g.add_argument(
+        "--write-h2load-body",
+        metavar="PATH",
+        help="write the mix's first request as a gRPC-framed body for h2load --data, and exit",
+    )
     return ap
+
+
+def write_h2load_body(path: str, sc: Scenario) -> str:
+    """One length-prefixed gRPC message (flag byte, 4-byte big-endian length, payload).
+
+    h2load (Debian nghttp2-client) replays it almost for free, so the server's
+    cost per call can be measured without a Python client sharing the cores.
+    """
+    from benchmarks.prompts import PromptMix, RequestFactory, load_pool
+
+    mix = PromptMix(load_pool(sc.data_dir), sc.mix, sc.seed, knobs=sc.knobs, tags=sc.tags)
+    payload = RequestFactory().build(mix.next_item()[0]).SerializeToString()
+    Path(path).write_bytes(b"\x00" + len(payload).to_bytes(4, "big") + payload)
+    target = sc.target or "127.0.0.1:50051"
+    return (
+        f"h2load -n 100000 -c 4 -m 32 -d {path} -H 'content-type: application/grpc' "
+        f"-H 'te: trailers' http://{target}/semroute.v1.RouterService/Route"
+    )
 
 
 def _load_file(path: str) -> dict[str, Any]:
@@ -146,7 +170,7 @@ def plan(args: argparse.Namespace) -> tuple[str, list[Scenario], str]:
     flags = {
         k: v
         for k, v in vars(args).items()
-        if k not in ("compare", "scenarios", "out_dir", "no_save", "json")
+        if k not in ("compare", "scenarios", "out_dir", "no_save", "json", "write_h2load_body")
     }
     run_name = str(flags.pop("name", ""))
     if args.scenarios:
@@ -212,6 +236,10 @@ def host_info() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.write_h2load_body:
+        flags = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(Scenario)}}
+        print(write_h2load_body(args.write_h2load_body, Scenario.from_dict(flags)))
+        return 0
     try:
         name, scenarios, baseline = plan(args)
     except (ValueError, OSError) as e:
