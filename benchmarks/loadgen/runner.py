@@ -223,10 +223,15 @@ def _coordinate(
     deadline = time.monotonic() + 120
     ready = 0
     while ready < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"client processes not ready after 120 s ({ready}/{n})")
+        dead = [i for i, p in enumerate(procs) if p.exitcode not in (None, 0)]
+        if dead and ready_q.empty():
+            raise RuntimeError(f"client process {dead[0]} died (exit {procs[dead[0]].exitcode})")
         try:
-            kind, idx, payload = ready_q.get(timeout=max(0.1, deadline - time.monotonic()))
+            kind, idx, payload = ready_q.get(timeout=0.5)
         except queue.Empty:
-            raise TimeoutError(f"client processes not ready after 120 s ({ready}/{n})") from None
+            continue
         if kind == "error":
             raise RuntimeError(f"client process {idx} failed:\n{payload}")
         ready += 1
@@ -246,6 +251,9 @@ def _coordinate(
         now = time.monotonic()
         if now > hard_deadline:
             raise TimeoutError("client processes did not report back in time")
+        dead = [i for i, p in enumerate(procs) if p.exitcode not in (None, 0)]
+        if dead:
+            raise RuntimeError(f"client process {dead[0]} died (exit {procs[dead[0]].exitcode})")
         if cpu0 is None and now >= t_meas and server_pid is not None:
             cpu0, wall0 = procstat.tree_cpu_seconds(server_pid), now
             rss.maybe(force=True)
