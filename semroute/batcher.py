@@ -1,0 +1,131 @@
+"""Dynamic micro-batching for the encoder.
+
+Requests that need an embedding queue here; a batch is sent to the encoder
+when it reaches `max_batch` texts or when its oldest text has waited
+`max_wait_us`, whichever comes first. Inside a batch, texts are grouped by
+length into buckets so short prompts do not pay for a long one's padding.
+Inference runs in a thread pool (onnxruntime releases the GIL), so the event
+loop keeps accepting and answering cheap requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+EncodeFn = Callable[[Sequence[str]], np.ndarray]
+
+# Characters (~12 tokens) of length difference always tolerated within a bucket.
+MIN_BUCKET_SPREAD = 48
+
+
+@dataclass(slots=True)
+class BatchStats:
+    batches: int = 0
+    texts: int = 0
+    # Histogram of batch sizes: size -> count.
+    sizes: dict[int, int] = field(default_factory=dict)
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        encode: EncodeFn,
+        executor: Executor,
+        *,
+        max_batch: int = 32,
+        max_wait_us: int = 2000,
+        bucket_ratio: float = 2.0,
+        max_queue: int = 4096,
+    ) -> None:
+        if max_batch < 1 or max_wait_us < 0 or bucket_ratio < 1 or max_queue < 1:
+            raise ValueError("invalid batching parameters")
+        self._encode = encode
+        self._executor = executor
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_us / 1e6
+        self.bucket_ratio = bucket_ratio
+        self.max_queue = max_queue
+        self._pending: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._queued = 0
+        self._tasks: set[asyncio.Future[None]] = set()
+        self.stats = BatchStats()
+
+    @property
+    def queued(self) -> int:
+        """Texts waiting or being encoded; the server sheds load above max_queue."""
+        return self._queued
+
+    async def embed(self, text: str) -> tuple[np.ndarray, int]:
+        """Embedding of `text` (1, dim) and the nanoseconds its batch took to encode."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[np.ndarray, int]] = loop.create_future()
+        self._pending.append((text, fut))
+        self._queued += 1
+        try:
+            if len(self._pending) >= self.max_batch:
+                self._flush()
+            elif self._timer is None:
+                self._timer = loop.call_later(self.max_wait_s, self._flush)
+            return await fut
+        finally:
+            self._queued -= 1
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        batch = [(t, f) for t, f in batch if not f.cancelled()]
+        if not batch:
+            return
+        for bucket in _buckets(batch, self.bucket_ratio):
+            task = asyncio.ensure_future(self._run(bucket))
+            self._tasks.add(task)  # keep a reference until done, or it may be collected
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, bucket: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]) -> None:
+        texts = [t for t, _ in bucket]
+        loop = asyncio.get_running_loop()
+        self.stats.batches += 1
+        self.stats.texts += len(texts)
+        self.stats.sizes[len(texts)] = self.stats.sizes.get(len(texts), 0) + 1
+        t0 = time.perf_counter_ns()
+        try:
+            emb = await loop.run_in_executor(self._executor, self._encode, texts)
+        except Exception as e:
+            for _, fut in bucket:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        elapsed = time.perf_counter_ns() - t0
+        for i, (_, fut) in enumerate(bucket):
+            if not fut.done():
+                fut.set_result((emb[i : i + 1], elapsed))
+
+
+def _buckets(
+    batch: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]], ratio: float
+) -> list[list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]]:
+    """Split by length so the longest text in a bucket is at most `ratio` × the shortest.
+
+    Length in characters stands in for tokens: the tokenizer runs later, in
+    the encoder, and characters track tokens closely enough to limit padding.
+    """
+    ordered = sorted(batch, key=lambda item: len(item[0]))
+    buckets: list[list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]] = []
+    start_len = 0
+    for item in ordered:
+        n = len(item[0])
+        # A few tokens of padding cost less than another encoder run.
+        if not buckets or (n > start_len * ratio and n - start_len > MIN_BUCKET_SPREAD):
+            buckets.append([])
+            start_len = n
+        buckets[-1].append(item)
+    return buckets

@@ -1,0 +1,78 @@
+"""Micro-batching: batched results equal single ones, batches form by size and by time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from semroute.batcher import MicroBatcher, _buckets
+
+
+def fake_encode(calls: list[list[str]]):  # type: ignore[no-untyped-def]
+    lock = threading.Lock()
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        with lock:
+            calls.append(list(texts))
+        return np.array([[len(t), hash(t) % 1000] for t in texts], dtype=np.float32)
+
+    return encode
+
+
+async def test_full_batch_flushes_without_waiting() -> None:
+    calls: list[list[str]] = []
+    with ThreadPoolExecutor(2) as pool:
+        b = MicroBatcher(fake_encode(calls), pool, max_batch=4, max_wait_us=10_000_000)
+        texts = [f"prompt number {i}" for i in range(4)]
+        out = await asyncio.wait_for(asyncio.gather(*(b.embed(t) for t in texts)), 5)
+    assert [len(c) for c in calls] == [4]
+    for t, (emb, ns) in zip(texts, out, strict=True):
+        assert emb.shape == (1, 2) and emb[0, 0] == len(t) and ns > 0
+    assert b.stats.batches == 1 and b.stats.sizes == {4: 1} and b.queued == 0
+
+
+async def test_partial_batch_flushes_after_max_wait() -> None:
+    calls: list[list[str]] = []
+    with ThreadPoolExecutor(2) as pool:
+        b = MicroBatcher(fake_encode(calls), pool, max_batch=64, max_wait_us=20_000)
+        out = await asyncio.wait_for(asyncio.gather(b.embed("a b c"), b.embed("d e f")), 5)
+    assert calls == [["a b c", "d e f"]] and len(out) == 2
+
+
+async def test_encoder_error_reaches_every_waiter() -> None:
+    def broken(texts: Sequence[str]) -> np.ndarray:
+        raise RuntimeError("encoder exploded")
+
+    with ThreadPoolExecutor(1) as pool:
+        b = MicroBatcher(broken, pool, max_batch=2, max_wait_us=1000)
+        results = await asyncio.gather(b.embed("x"), b.embed("y"), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results) and b.queued == 0
+
+
+def test_length_buckets_limit_padding() -> None:
+    items = [("x" * n, None) for n in (10, 40, 300, 320, 2000)]
+    buckets = _buckets(items, 2.0)  # type: ignore[arg-type]
+    assert [[len(t) for t, _ in bucket] for bucket in buckets] == [[10, 40], [300, 320], [2000]]
+
+
+async def test_batched_equals_single_with_the_real_encoder(encoder) -> None:  # type: ignore[no-untyped-def]
+    texts = [
+        "hi",
+        "what are your opening hours?",
+        "design a sharded, replicated key-value store with exactly-once semantics",
+        "translate this paragraph into French, keeping the formal register of the original",
+        "a much longer prompt " * 30,
+    ]
+    single = np.vstack([encoder.encode([t]) for t in texts])
+    with ThreadPoolExecutor(2) as pool:
+        b = MicroBatcher(encoder.encode, pool, max_batch=8, max_wait_us=50_000)
+        out = await asyncio.gather(*(b.embed(t) for t in texts))
+    batched = np.vstack([emb for emb, _ in out])
+    assert b.stats.texts == len(texts) and b.stats.batches < len(texts)
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    assert np.abs(batched - single).max() == pytest.approx(0, abs=1e-5)

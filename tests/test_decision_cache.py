@@ -1,0 +1,67 @@
+"""Decision cache: entry and byte bounds, TTL, LRU order, and what the key covers."""
+
+from __future__ import annotations
+
+import pytest
+
+from semroute.decision_cache import ENTRY_OVERHEAD_BYTES, DecisionCache, cache_key
+from semroute.types import RouteQuery
+
+
+def test_lru_eviction_by_entries() -> None:
+    c: DecisionCache[str] = DecisionCache(max_entries=2, max_bytes=10**6, ttl_s=60)
+    c.put(b"a", "A", 10, now=0)
+    c.put(b"b", "B", 10, now=0)
+    assert c.get(b"a", now=1) == "A"  # a is now most recent
+    c.put(b"c", "C", 10, now=1)
+    assert c.get(b"b", now=1) is None and c.get(b"a", now=1) == "A" and c.get(b"c", now=1) == "C"
+    assert len(c) == 2 and c.stats.evictions == 1
+
+
+def test_byte_bound_and_oversize_values() -> None:
+    per = 100 + ENTRY_OVERHEAD_BYTES
+    c: DecisionCache[str] = DecisionCache(max_entries=1000, max_bytes=3 * per, ttl_s=60)
+    for i in range(5):
+        c.put(bytes([i]), str(i), 100, now=0)
+    assert len(c) == 3 and c.bytes == 3 * per
+    assert c.get(bytes([0]), now=0) is None and c.get(bytes([4]), now=0) == "4"
+    c.put(b"huge", "x", 10 * per, now=0)
+    assert c.get(b"huge", now=0) is None and c.bytes == 3 * per
+
+
+def test_ttl_expiry_and_replacement() -> None:
+    c: DecisionCache[str] = DecisionCache(max_entries=10, max_bytes=10**6, ttl_s=5)
+    c.put(b"k", "v1", 10, now=0)
+    assert c.get(b"k", now=4.9) == "v1"
+    assert c.get(b"k", now=5.0) is None and c.stats.expirations == 1 and len(c) == 0
+    c.put(b"k", "v1", 10, now=10)
+    c.put(b"k", "v2", 30, now=11)
+    assert c.get(b"k", now=12) == "v2" and len(c) == 1
+    assert c.bytes == 30 + ENTRY_OVERHEAD_BYTES
+
+
+def test_invalid_bounds_rejected() -> None:
+    with pytest.raises(ValueError):
+        DecisionCache(max_entries=0, max_bytes=1, ttl_s=1)
+
+
+def test_key_covers_everything_that_changes_the_answer() -> None:
+    base = RouteQuery(text="What are your  opening hours?")
+    k = cache_key(base, 0.5, "cfg1", "idx1")
+    assert cache_key(RouteQuery(text="what are your opening hours?"), 0.5, "cfg1", "idx1") == k
+    variants = [
+        cache_key(base, 0.6, "cfg1", "idx1"),
+        cache_key(base, 0.5, "cfg2", "idx1"),
+        cache_key(base, 0.5, "cfg1", "idx2"),
+        cache_key(
+            RouteQuery(text=base.text, required_tags=frozenset({"region:eu"})), 0.5, "cfg1", "idx1"
+        ),
+        cache_key(RouteQuery(text=base.text, allowed_models=frozenset({"a"})), 0.5, "cfg1", "idx1"),
+        cache_key(
+            RouteQuery(text=base.text, excluded_models=frozenset({"a"})), 0.5, "cfg1", "idx1"
+        ),
+        cache_key(RouteQuery(text=base.text, max_cost_usd=0.01), 0.5, "cfg1", "idx1"),
+        cache_key(RouteQuery(text=base.text, expected_output_tokens=9), 0.5, "cfg1", "idx1"),
+        cache_key(RouteQuery(text="what are your closing hours?"), 0.5, "cfg1", "idx1"),
+    ]
+    assert len({k, *variants}) == len(variants) + 1
