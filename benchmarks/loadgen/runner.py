@@ -355,7 +355,10 @@ def _merge(
             "add --processes or lower --rate"
         )
     if out["pool_wraps"]:
-        notes.append(f"prompt pools were reused {out['pool_wraps']} times (variant-marked)")
+        notes.append(
+            f"prompt pools were reused {out['pool_wraps']} times "
+            "(texts kept unique by a variant marker)"
+        )
     out["notes"] = notes
     return out
 
@@ -366,6 +369,7 @@ def run_scenario(scenario: Scenario) -> dict[str, Any]:
     handle: ServerHandle | None = None
     pid = sc.server_pid
     started = time.time()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if sc.start_server:
         handle = start_server(
             sc.start_server,
@@ -388,6 +392,7 @@ def run_scenario(scenario: Scenario) -> dict[str, Any]:
     result["config"] = {k: v for k, v in asdict(sc).items() if k != "baseline"}
     result["target"] = target
     result["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started))
+    result["loadavg_1m_at_start"] = load  # other work on the machine skews absolute figures
     result["server"] = {
         "kind": sc.start_server or "external",
         "pid": pid,
