@@ -166,7 +166,7 @@ async def _closed_loop(
             req, kind = next_req()
             if measuring:
                 stats.kinds[kind] += 1
-            ok = await _call(stub, req, cfg.timeout_s, start, stats if measuring else None)
+            ok = await _call(stub, req, cfg.timeout_s, now_ns(), stats if measuring else None)
             if not ok:
                 await asyncio.sleep(0.001)  # no hot spin against a failing server
 
