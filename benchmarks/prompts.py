@@ -78,11 +78,14 @@ class PromptItem:
 
 
 def default_data_dir() -> Path:
-    """``$SEMROUTE_SHARED_DATA`` or ``../shared/data/routellm`` next to the repo root."""
+    """The RouteLLM data: ``$SEMROUTE_SHARED_DATA`` or ``../shared/data`` next to the repo root.
+
+    The variable may name the shared data dir (as the test suite's conftest does)
+    or the ``routellm`` dir itself; both work.
+    """
     env = os.environ.get("SEMROUTE_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "routellm"
+    base = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return base / "routellm" if (base / "routellm").is_dir() else base
 
 
 # --- short chat / FAQ prompts -------------------------------------------------------------
@@ -318,6 +321,8 @@ class PromptPool:
 def load_pool(data_dir: str | Path | None = None) -> PromptPool:
     """Load the shared data; without it, fall back to the built-in chat prompts (with a warning)."""
     root = Path(data_dir) if data_dir else default_data_dir()
+    if (root / "routellm").is_dir():
+        root = root / "routellm"
     mmlu = load_mmlu(root) if root.is_dir() else []
     singles, chats = load_mt_bench(root) if root.is_dir() else ([], [])
     found = bool(mmlu or singles)

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--data-dir",
         default=S,
-        help="RouteLLM data (default $SEMROUTE_SHARED_DATA or ../shared/data/routellm)",
+        help="RouteLLM data (default $SEMROUTE_SHARED_DATA[/routellm] or ../shared/data/routellm)",
     )
 
     g = ap.add_argument_group("scenarios and output")
