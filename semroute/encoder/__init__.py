@@ -1,0 +1,183 @@
+"""Sentence encoder: text → L2-normalised float32 embedding, via onnxruntime.
+
+Only numpy, onnxruntime and tokenizers are needed at run time. A model directory holds
+``model.onnx`` and ``tokenizer.json`` and, for models built by models/build_encoder.py,
+``encoder.json`` (id, dim, max_tokens, checksums). Without encoder.json the id is derived from
+the directory name and the model's sha256, so embeddings from different models never mix.
+
+``Encoder.encode`` may be called from several threads at once: nothing is mutated after
+construction and onnxruntime sessions are thread-safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semroute.encoder.errors import EncoderError
+from semroute.encoder.onnx_backend import OnnxBackend
+from semroute.encoder.tokenize import TextTokenizer, TokenBatch
+
+__all__ = ["Encoder", "EncoderError", "default_model_dir"]
+
+log = logging.getLogger("semroute.encoder")
+
+BUNDLED_MODEL = "minilm-l6-v2-int8"
+MODEL_DIR_ENV = "SEMROUTE_MODEL_DIR"
+# Used when a model directory has no encoder.json to say otherwise.
+FALLBACK_MAX_TOKENS = 512
+# Upper bound on rows × padded width per onnxruntime call: caps activation memory (attention
+# scores grow with width²) while keeping batches large enough to be efficient.
+MAX_BATCH_TOKENS = 16384
+MAX_BATCH_ROWS = 256
+
+
+def default_model_dir() -> Path:
+    """The bundled model (<repo>/models/minilm-l6-v2-int8), or $SEMROUTE_MODEL_DIR if set."""
+    env = os.environ.get(MODEL_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[2] / "models" / BUNDLED_MODEL
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_metadata(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "encoder.json"
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise EncoderError(f"cannot read {path}: {e}") from e
+    if not isinstance(meta, dict):
+        raise EncoderError(f"{path} must hold a JSON object")
+    return meta
+
+
+class Encoder:
+    """Encodes texts with an ONNX sentence encoder; see the module docstring for the layout."""
+
+    id: str
+    dim: int
+    max_tokens: int
+    providers: list[str]
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        device: str = "cpu",
+        intra_op_threads: int = 0,
+        max_tokens: int | None = None,
+    ) -> None:
+        model_dir = Path(model_dir).expanduser()
+        if not model_dir.is_dir():
+            raise EncoderError(
+                f"encoder model directory {model_dir} does not exist; set encoder.model_dir in "
+                f"the config or ${MODEL_DIR_ENV}, or rebuild the bundled model with "
+                f"`python models/build_encoder.py --out models/{BUNDLED_MODEL}`"
+            )
+        model_path = model_dir / "model.onnx"
+        tokenizer_path = model_dir / "tokenizer.json"
+        for path in (model_path, tokenizer_path):
+            if not path.is_file():
+                raise EncoderError(
+                    f"{path} is missing: an encoder directory needs model.onnx and tokenizer.json"
+                )
+        meta = _read_metadata(model_dir)
+        model_sha = _sha256(model_path)
+        expected = meta.get("sha256", {}).get("model.onnx")
+        if expected and expected != model_sha:
+            raise EncoderError(
+                f"{model_path} does not match the sha256 in encoder.json ({model_sha[:12]}… vs "
+                f"{expected[:12]}…): the file is corrupt, a Git LFS pointer, or from another "
+                "build; rebuild the directory with models/build_encoder.py"
+            )
+
+        self.model_dir = model_dir
+        self.id = str(meta.get("id") or f"{model_dir.name}/{model_sha[:12]}")
+        self._backend = OnnxBackend(
+            model_path,
+            device=device,
+            intra_op_threads=intra_op_threads,
+            output_normalized=bool(meta.get("normalized", False)),
+        )
+        self.providers = self._backend.providers
+
+        limit = (
+            max_tokens if max_tokens is not None else meta.get("max_tokens", FALLBACK_MAX_TOKENS)
+        )
+        self.max_tokens = int(limit)
+        positions = meta.get("max_positions")
+        if positions is not None and self.max_tokens > int(positions):
+            raise EncoderError(
+                f"max_tokens={self.max_tokens} exceeds the {positions} positions {self.id} knows"
+            )
+        self._tokenizer = TextTokenizer(tokenizer_path, self.max_tokens)
+
+        dim = self._backend.dim
+        if dim is None:  # symbolic last axis: ask the model
+            dim = int(self._backend.run(self._tokenizer.encode_batch(["dimension probe"])).shape[1])
+        if "dim" in meta and int(meta["dim"]) != dim:
+            raise EncoderError(f"encoder.json says dim {meta['dim']} but {model_path} gives {dim}")
+        self.dim = int(dim)
+        log.info(
+            "encoder %s loaded from %s (dim %d, max_tokens %d, providers %s)",
+            self.id,
+            model_dir,
+            self.dim,
+            self.max_tokens,
+            ",".join(self.providers),
+        )
+
+    def __repr__(self) -> str:
+        return f"Encoder(id={self.id!r}, dim={self.dim}, providers={self.providers})"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32, C-contiguous, unit-length rows; row i embeds texts[i].
+
+        Texts are run shortest first in sub-batches padded only to their own longest member,
+        so one long prompt does not make a whole batch pay for its length.
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a sequence of strings, not a single string")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not len(texts):
+            return out
+        batch = self._tokenizer.encode_batch(texts)
+        for rows in _chunks(batch):
+            out[rows] = self._backend.run(batch.take(rows))
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in ``text`` including special tokens, before truncation to max_tokens."""
+        return self._tokenizer.count_tokens(text)
+
+
+def _chunks(batch: TokenBatch) -> list[np.ndarray]:
+    """Row indices, shortest first, grouped so each group stays within the batch limits."""
+    order = np.argsort(batch.lengths, kind="stable")
+    groups: list[np.ndarray] = []
+    start = 0
+    for i in range(1, len(order) + 1):
+        if i < len(order):
+            rows = i - start + 1  # group size if order[i] joins; it would be the longest
+            if rows <= MAX_BATCH_ROWS and rows * int(batch.lengths[order[i]]) <= MAX_BATCH_TOKENS:
+                continue
+        groups.append(order[start:i])
+        start = i
+    return groups
