@@ -717,6 +717,7 @@ def build(
         "id": model_id(quant),
         "dim": cfg.hidden,
         "max_tokens": MAX_TOKENS,
+        "max_positions": cfg.max_positions,
         "pooling": "in_graph",
         "normalized": True,
         "inputs": ["input_ids", "attention_mask", "token_type_ids"],
