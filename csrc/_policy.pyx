@@ -14,22 +14,38 @@ from libc.math cimport INFINITY
 cnp.import_array()
 
 
-def route_scores(const int[::1] route_ids, const float[::1] scores, int n_routes):
-    """Per-route score = best similarity among the route's neighbours.
+def route_scores(const int[::1] route_ids, const float[::1] scores, int n_routes, int m=2):
+    """Per-route score: the mean of the route's best `m` similarities among the neighbours.
 
-    route_ids[i] < 0 marks an empty FAISS slot and is skipped. Routes without
-    a neighbour get -inf.
+    Averaging the best few instead of taking the single best keeps one stray
+    example from winning against a route with several close ones. Scores must
+    be sorted best first (FAISS order). A route with fewer than `m` neighbours
+    is filled with the weakest retrieved similarity; a route without any gets
+    -inf. route_ids[i] < 0 marks an empty FAISS slot and is skipped.
     """
     cdef cnp.ndarray[cnp.float32_t, ndim=1] out = np.full(n_routes, -INFINITY, dtype=np.float32)
+    cdef cnp.ndarray[cnp.float32_t, ndim=1] total_arr = np.zeros(n_routes, dtype=np.float32)
+    cdef cnp.ndarray[cnp.int32_t, ndim=1] count_arr = np.zeros(n_routes, dtype=np.int32)
     cdef float[::1] o = out
+    cdef float[::1] total = total_arr
+    cdef int[::1] count = count_arr
     cdef Py_ssize_t i
     cdef int r
+    cdef float weakest = INFINITY
+    if m < 1:
+        m = 1
     for i in range(route_ids.shape[0]):
         r = route_ids[i]
         if r < 0 or r >= n_routes:
             continue
-        if scores[i] > o[r]:
-            o[r] = scores[i]
+        if scores[i] < weakest:
+            weakest = scores[i]
+        if count[r] < m:
+            total[r] += scores[i]
+            count[r] += 1
+    for r in range(n_routes):
+        if count[r] > 0:
+            o[r] = (total[r] + (m - count[r]) * weakest) / m
     return out
 
 

@@ -132,12 +132,14 @@ class PolicySpec(_Frozen):
 
     default_route: str
     # Similarity a semantic match must reach when its route sets no threshold.
-    match_threshold: float = Field(default=0.45, ge=-1, le=1)
+    match_threshold: float = Field(default=0.30, ge=-1, le=1)
     # Routes whose score is within this margin of the best one count as
     # ambiguous matches: the highest of their quality bars applies.
     ambiguity_margin: float = Field(default=0.03, ge=0, le=1)
     # Nearest utterances fetched from the index per request.
     top_k: int = Field(default=16, ge=1, le=1024)
+    # A route's score is the mean of its best `route_votes` neighbour similarities.
+    route_votes: int = Field(default=2, ge=1, le=64)
     presets: Presets = Presets()
     default_output_tokens: int = Field(default=256, ge=1)
 
@@ -160,6 +162,26 @@ class ServerSpec(_Frozen):
     grace_period_s: float = Field(default=5.0, ge=0)
 
 
+class CacheSpec(_Frozen):
+    """The exact decision cache in front of the encoder."""
+
+    enabled: bool = True
+    max_entries: int = Field(default=100_000, ge=1)
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    ttl_s: float = Field(default=600.0, gt=0)
+
+
+class BatchingSpec(_Frozen):
+    """Dynamic micro-batching of encoder calls."""
+
+    max_batch: int = Field(default=32, ge=1, le=1024)
+    max_wait_us: int = Field(default=1000, ge=0, le=1_000_000)
+    # Longest/shortest text length allowed within one length bucket.
+    bucket_ratio: float = Field(default=2.0, ge=1.0)
+    # Texts waiting for the encoder before new ones get RESOURCE_EXHAUSTED.
+    max_queue: int = Field(default=4096, ge=1)
+
+
 class Config(_Frozen):
     models: tuple[ModelSpec, ...] = Field(min_length=1)
     routes: tuple[RouteSpec, ...] = Field(min_length=1)
@@ -167,6 +189,8 @@ class Config(_Frozen):
     policy: PolicySpec
     encoder: EncoderSpec = EncoderSpec()
     server: ServerSpec = ServerSpec()
+    cache: CacheSpec = CacheSpec()
+    batching: BatchingSpec = BatchingSpec()
     # Where `semroute index build` writes and `serve` reads the index bundle;
     # relative paths are resolved against the config file's directory.
     index_path: Path = Path("../var/index/default")

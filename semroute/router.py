@@ -23,7 +23,7 @@ from semroute.encoder import Encoder
 from semroute.policy import Choice, Policy
 from semroute.route_index import RouteIndex, load_route_index
 from semroute.rules import RuleSet
-from semroute.types import Decision, Reason, RouteQuery, Timing
+from semroute.types import Decision, Reason, RouteQuery, Tier, Timing
 
 # Routes reported in a decision's `matches`.
 MAX_MATCHES = 5
@@ -85,10 +85,14 @@ class Router:
         embedding = self.encode(plan.query.text) if plan.needs_encoder else None
         return self.decide(plan, embedding)
 
-    def plan(self, query: RouteQuery) -> Plan:
-        """Validate model names and run the rules; raises RoutingError on a bad request."""
+    def plan(self, query: RouteQuery, state: RoutingState | None = None) -> Plan:
+        """Validate model names and run the rules; raises RoutingError on a bad request.
+
+        `state` pins the routing state the caller already looked at (e.g. for a
+        cache key); by default the current one is used.
+        """
         t0 = time.perf_counter_ns()
-        state = self._state
+        state = state or self._state
         state.policy.check_models(query)
         tokens = max(1, len(query.text.encode()) // BYTES_PER_TOKEN)
         rule = state.rules.first_match(query.text)
@@ -118,7 +122,9 @@ class Router:
             emb, encode_ns = embedding
             t0 = time.perf_counter_ns()
             scores, route_ids = state.index.search(emb, state.config.policy.top_k)
-            per_route = _policy.route_scores(route_ids[0], scores[0], len(policy.route_names))
+            per_route = _policy.route_scores(
+                route_ids[0], scores[0], len(policy.route_names), state.config.policy.route_votes
+            )
             search_ns = time.perf_counter_ns() - t0
             route, confidence, reason = self._match(state, per_route)
             order = np.argsort(-per_route)[:MAX_MATCHES]
@@ -200,5 +206,6 @@ def _decision(
         encoder_id=encoder_id,
         config_version=plan.state.config.version,
         rule=plan.rule_name,
+        tier=Tier.ENCODER if plan.needs_encoder else Tier.RULE,
         timing=timing,
     )

@@ -20,6 +20,15 @@ class Reason(enum.IntEnum):
     FALLBACK = 5
 
 
+class Tier(enum.IntEnum):
+    """Which part of the pipeline decided; values match semroute.v1.Tier."""
+
+    RULE = 1
+    CACHE = 2
+    STATIC = 3
+    ENCODER = 4
+
+
 class Preset(enum.IntEnum):
     """Named knob settings; values match semroute.v1.Preset."""
 
@@ -82,6 +91,7 @@ class Decision:
     encoder_id: str
     config_version: str
     rule: str = ""
+    tier: Tier = Tier.ENCODER
     timing: Timing = field(default_factory=Timing)
 
 

@@ -20,12 +20,15 @@ def q(**kw) -> RouteQuery:  # type: ignore[no-untyped-def]
     return RouteQuery(text="x", **kw)
 
 
-def test_route_scores_takes_best_per_route_and_skips_empty_slots() -> None:
-    ids = np.array([0, 1, 0, -1, 2], dtype=np.int32)
-    scores = np.array([0.5, 0.7, 0.9, 0.99, 0.1], dtype=np.float32)
-    out = _policy.route_scores(ids, scores, 4)
-    assert out[:3].tolist() == pytest.approx([0.9, 0.7, 0.1])
+def test_route_scores_average_best_neighbours_and_skip_empty_slots() -> None:
+    ids = np.array([0, 1, 0, 0, -1, 2], dtype=np.int32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.99, 0.1], dtype=np.float32)
+    out = _policy.route_scores(ids, scores, 4, 1)
+    assert out[:3].tolist() == pytest.approx([0.9, 0.8, 0.1])
     assert out[3] == -np.inf
+    # Best two per route; a route with one neighbour is filled with the weakest (0.1).
+    out = _policy.route_scores(ids, scores, 4, 2)
+    assert out[:3].tolist() == pytest.approx([0.8, 0.45, 0.1])
 
 
 def test_quality_bar_is_piecewise_linear_in_the_knob() -> None:

@@ -63,7 +63,7 @@ class App:
             max_workers=config.server.inference_threads, thread_name_prefix="semroute-infer"
         )
         self.health = health.aio.HealthServicer()
-        self.servicer = RouterServicer(config.server, self.pool)
+        self.servicer = RouterServicer(config, self.pool)
         self.server: grpc.aio.Server | None = None
         self.loaded = asyncio.Event()
         self.load_error: BaseException | None = None
@@ -110,7 +110,7 @@ class App:
             raise
         # Warm up: the first onnxruntime run allocates and is slow.
         await loop.run_in_executor(self.pool, router.encoder.encode, ["warm up the encoder"])
-        self.servicer.router = router
+        self.servicer.set_router(router)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.loaded.set()
         log.info(

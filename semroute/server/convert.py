@@ -114,6 +114,7 @@ def decision_to_proto(d: Decision) -> pb.RouteDecision:
         encoder_id=d.encoder_id,
         config_version=d.config_version,
         rule=d.rule,
+        tier=int(d.tier),
         timing=pb.Timing(
             total_us=d.timing.total_us,
             rules_us=d.timing.rules_us,

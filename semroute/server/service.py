@@ -1,19 +1,24 @@
-"""The RouterService handler: validation, the pipeline, and gRPC status mapping.
+"""The RouterService handler: validation, cache, batching, and gRPC status mapping.
 
-Runs on the event loop; only the encoder call leaves it, to a thread pool
-(onnxruntime releases the GIL), so one slow inference never blocks the
-cheap requests (rule hits, bad input) behind it.
+Runs on the event loop. A request is answered from the exact decision cache
+when it can be; otherwise rules run, and only a request that needs the
+encoder waits for a micro-batch (inference runs in a thread pool), so one slow
+inference never blocks the cheap requests (cache and rule hits, bad input)
+behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from semroute.config import ServerSpec
+from semroute.batcher import MicroBatcher
+from semroute.config import Config
+from semroute.decision_cache import DecisionCache, cache_key
 from semroute.router import Router
 from semroute.server.convert import decision_to_proto, query_from_proto
 from semroute.types import RoutingError
@@ -24,18 +29,38 @@ log = logging.getLogger("semroute.service")
 
 
 class RouterServicer(router_pb2_grpc.RouterServiceServicer):
-    def __init__(self, limits: ServerSpec, pool: ThreadPoolExecutor) -> None:
-        self._limits = limits
+    def __init__(self, config: Config, pool: ThreadPoolExecutor) -> None:
+        self._limits = config.server
         self._pool = pool
+        self._batching = config.batching
         self._inflight = 0
+        c = config.cache
+        self.cache: DecisionCache[bytes] | None = (
+            DecisionCache(c.max_entries, c.max_bytes, c.ttl_s) if c.enabled else None
+        )
+        self.batcher: MicroBatcher | None = None
         # Set once the model and index are loaded; None means still loading.
         self.router: Router | None = None
+
+    def set_router(self, router: Router) -> None:
+        """Start serving with `router` (its encoder gets a fresh batcher)."""
+        b = self._batching
+        self.batcher = MicroBatcher(
+            router.encoder.encode,
+            self._pool,
+            max_batch=b.max_batch,
+            max_wait_us=b.max_wait_us,
+            bucket_ratio=b.bucket_ratio,
+            max_queue=b.max_queue,
+        )
+        self.router = router
 
     async def Route(
         self, request: pb.RouteRequest, context: grpc.aio.ServicerContext
     ) -> pb.RouteDecision:
-        router = self.router
-        if router is None:
+        t0 = time.perf_counter_ns()
+        router, batcher = self.router, self.batcher
+        if router is None or batcher is None:
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 "semroute is loading its model and index; retry when health reports SERVING",
@@ -50,27 +75,32 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         code, message = grpc.StatusCode.OK, ""
         try:
             query = query_from_proto(request, self._limits)
-            plan = router.plan(query)
+            state = router.state
+            key = None
+            if self.cache is not None:
+                knob = state.policy.knob(query)
+                key = cache_key(query, knob, state.config.version, state.index.version)
+                cached = self.cache.get(key)
+                if cached is not None:
+                    return _from_cache(cached, query.request_id, t0)
+            plan = router.plan(query, state)
             embedding = None
             if plan.needs_encoder:
-                loop = asyncio.get_running_loop()
-                embedding = await loop.run_in_executor(self._pool, router.encode, query.text)
+                if batcher.queued >= batcher.max_queue:
+                    raise RoutingError(
+                        "RESOURCE_EXHAUSTED",
+                        f"{batcher.queued} requests are waiting for the encoder; "
+                        "retry with backoff",
+                    )
+                embedding = await batcher.embed(query.text)
             decision = router.decide(plan, embedding)
+            response = decision_to_proto(decision)
+            if key is not None:
+                blob = _template(response)
+                self.cache.put(key, blob, len(blob))  # type: ignore[union-attr]
             if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "decision",
-                    extra={
-                        "fields": {
-                            "request_id": decision.request_id,
-                            "tenant": query.tenant,
-                            "model": decision.model,
-                            "route": decision.route,
-                            "reason": decision.reason.name,
-                            "total_us": decision.timing.total_us,
-                        }
-                    },
-                )
-            return decision_to_proto(decision)
+                log.debug("decision", extra={"fields": _log_fields(decision, query.tenant)})
+            return response
         except RoutingError as e:
             code, message = grpc.StatusCode[e.code], e.message
         except asyncio.CancelledError:
@@ -83,3 +113,33 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             self._inflight -= 1
         await context.abort(code, message)
         raise AssertionError("unreachable: abort raises")
+
+
+def _template(response: pb.RouteDecision) -> bytes:
+    """The cacheable part of a decision, serialised (so its size is exact): no request id,
+    no timing, marked as a cache hit."""
+    t = pb.RouteDecision()
+    t.CopyFrom(response)
+    t.ClearField("request_id")
+    t.ClearField("timing")
+    t.tier = pb.TIER_CACHE
+    return t.SerializeToString()
+
+
+def _from_cache(template: bytes, request_id: str, t0: int) -> pb.RouteDecision:
+    out = pb.RouteDecision.FromString(template)
+    out.request_id = request_id
+    out.timing.total_us = (time.perf_counter_ns() - t0) // 1000
+    return out
+
+
+def _log_fields(decision, tenant: str) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "request_id": decision.request_id,
+        "tenant": tenant,
+        "model": decision.model,
+        "route": decision.route,
+        "reason": decision.reason.name,
+        "tier": decision.tier.name,
+        "total_us": decision.timing.total_us,
+    }
