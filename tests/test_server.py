@@ -228,3 +228,20 @@ def test_health_and_reflection(server: str) -> None:
             )
         )
         assert responses[0].file_descriptor_response.file_descriptor_proto
+
+
+def test_repeat_is_served_from_the_decision_cache(stub) -> None:  # type: ignore[no-untyped-def]
+    prompt = "draft a polite reminder email about an unpaid invoice, second notice"
+    first = route(stub, prompt=prompt, request_id="first")
+    again = route(
+        stub,
+        prompt="  Draft a polite reminder email about an unpaid invoice, SECOND notice ",
+        request_id="again",
+    )
+    assert first.tier == pb.TIER_ENCODER and again.tier == pb.TIER_CACHE
+    assert again.request_id == "again" and again.model == first.model
+    assert list(again.candidates) == list(first.candidates) and again.route == first.route
+    assert again.timing.encode_us == 0
+    other = route(stub, prompt=prompt, required_tags=["region:eu"])
+    assert other.tier == pb.TIER_ENCODER  # other constraints: not the cached answer
+    assert route(stub, prompt="Good night!!").tier == pb.TIER_RULE  # first time: not cached
