@@ -27,15 +27,26 @@ from semroute.v1 import router_pb2, router_pb2_grpc
 
 now_ns = time.monotonic_ns
 
+
+def _is_repeated(f: Any) -> bool:
+    """protobuf >= 5.28 has is_repeated; older versions only the (since removed) label."""
+    if hasattr(f, "is_repeated"):
+        return bool(f.is_repeated)
+    return bool(f.label == f.LABEL_REPEATED)
+
+
 # Decision fields worth tallying if the server sets them: cache / tier flags are
 # picked up by name so the report follows the proto as it grows.
 _TALLY_FIELDS = tuple(
-    f.name
+    f
     for f in router_pb2.RouteDecision.DESCRIPTOR.fields
-    if ("cache" in f.name or "tier" in f.name)
-    and f.type != f.TYPE_MESSAGE
-    and not getattr(f, "is_repeated", False)
+    if ("cache" in f.name or "tier" in f.name) and f.type != f.TYPE_MESSAGE and not _is_repeated(f)
 )
+# Enum values are tallied by name (TIER_CACHE), others by str(value).
+_TALLY_NAMES = {
+    f.name: {v.number: v.name for v in f.enum_type.values} if f.enum_type else None
+    for f in _TALLY_FIELDS
+}
 _TIMING_FIELDS = tuple(f.name for f in router_pb2.Timing.DESCRIPTOR.fields)
 
 
@@ -79,7 +90,7 @@ class _Stats:
         self.models: Counter[str] = Counter()
         self.routes: Counter[str] = Counter()
         self.rules: Counter[str] = Counter()
-        self.tallies: dict[str, Counter[str]] = {n: Counter() for n in _TALLY_FIELDS}
+        self.tallies: dict[str, Counter[str]] = {n: Counter() for n in _TALLY_NAMES}
         self.kinds: Counter[str] = Counter()
         self.first_send_ns = 0
         self.last_done_ns = 0
@@ -104,8 +115,9 @@ class _Stats:
             t = resp.timing
             for name, h in self.timing.items():
                 hist.record(h, getattr(t, name))
-        for name in _TALLY_FIELDS:
-            self.tallies[name][str(getattr(resp, name))] += 1
+        for name, names in _TALLY_NAMES.items():
+            value = getattr(resp, name)
+            self.tallies[name][names.get(value, str(value)) if names else str(value)] += 1
 
     def failed(self, code: str, end_ns: int) -> None:
         self.errors[code] += 1
