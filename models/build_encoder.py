@@ -730,6 +730,7 @@ def build(
             "version": source_version(),
             "original_model": ORIGINAL_MODEL,
             "license": MODEL_LICENSE,
+            "model.safetensors_sha256": sha256(src / "model.safetensors"),
         },
         "sha256": {
             "model.onnx": sha256(out_dir / "model.onnx"),

@@ -139,6 +139,28 @@ def test_no_fixed_padding(enc: Encoder, monkeypatch: pytest.MonkeyPatch) -> None
     assert shapes == [(1, 4), (3, 4)]
 
 
+def test_large_batch_is_split_by_length(enc: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big inputs run as several length-sorted ORT calls, each padded only to its own longest."""
+    texts = [("word " * (5 + 37 * (i % 7))).strip() for i in range(30)]
+    single = np.concatenate([enc.encode([t]) for t in texts])
+    shapes: list[tuple[int, ...]] = []
+    session = enc._backend.session
+    real_run = session.run
+
+    def spy(outputs, feeds, *args, **kwargs):  # type: ignore[no-untyped-def]
+        shapes.append(feeds["input_ids"].shape)
+        return real_run(outputs, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(session, "run", spy)
+    got = enc.encode(texts)
+    assert np.abs(got - single).max() <= 1e-5
+    assert len(shapes) > 1
+    assert sum(rows for rows, _ in shapes) == len(texts)
+    widths = [width for _, width in shapes]
+    assert widths == sorted(widths) and widths[0] < widths[-1]
+    assert all(rows * width <= 2048 or rows == 1 for rows, width in shapes)
+
+
 def test_head_tail_truncation(enc: Encoder) -> None:
     text = "alpha " + " ".join(f"w{i}" for i in range(600)) + " omega"
     full = enc._tokenizer._tok.encode(text).ids
