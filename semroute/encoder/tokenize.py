@@ -83,7 +83,7 @@ class TextTokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> TokenBatch:
         """Tokenise, truncate head+tail to max_tokens, pad to the longest text of this batch."""
-        encodings = self._tok.encode_batch(list(texts)) if texts else []
+        encodings = self._tok.encode_batch(list(texts)) if len(texts) else []
         rows = [self._truncate(e) for e in encodings]
         width = max((len(ids) for ids, _ in rows), default=0)
         n = len(rows)
