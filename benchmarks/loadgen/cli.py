@@ -189,6 +189,9 @@ def plan(args: argparse.Namespace) -> tuple[str, list[Scenario], str]:
                 entry["start_server"] = item
             else:
                 entry["target"] = item
+            if item != "semroute":  # how to start semroute is not how to start the others
+                for key in ("server_cmd", "server_config"):
+                    entry.pop(key, None)
             scs.append(Scenario.from_dict(entry))
         baseline = ""
         run_name = run_name or "compare-" + "-vs-".join(s.name for s in scs).replace(":", "_")

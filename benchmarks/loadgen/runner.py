@@ -354,6 +354,10 @@ def _merge(
             f"client fell behind schedule (send lag p99 {lag['p99'] / 1000:.1f} ms): "
             "add --processes or lower --rate"
         )
+    if sc.mode == "sequential" and sc.requests and total < sc.requests:
+        notes.append(
+            f"stopped by --duration ({sc.duration:g} s) after {total} of {sc.requests} requests"
+        )
     if out["pool_wraps"]:
         notes.append(
             f"prompt pools were reused {out['pool_wraps']} times "
