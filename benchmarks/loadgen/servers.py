@@ -181,13 +181,18 @@ def start_server(
     try:
         handle.startup_s = wait_serving(handle.target, timeout, proc)
     except BaseException as e:
-        stop_server(handle)
-        raise RuntimeError(f"{kind} server failed to start: {e}\n{handle.log_tail()}") from e
+        stop_server(handle, keep_log=True)
+        raise RuntimeError(
+            f"{kind} server failed to start: {e} (log: {handle.log_path})\n{handle.log_tail()}"
+        ) from e
     return handle
 
 
-def stop_server(handle: ServerHandle, grace: float = 15.0) -> int | None:
-    """SIGTERM the server (graceful drain), then SIGKILL its process group if it lingers."""
+def stop_server(handle: ServerHandle, grace: float = 15.0, keep_log: bool = False) -> int | None:
+    """SIGTERM the server (graceful drain), then SIGKILL its process group if it lingers.
+
+    The server's log is deleted unless ``keep_log`` (a failed start keeps it for reading).
+    """
     proc = handle.proc
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -198,4 +203,6 @@ def stop_server(handle: ServerHandle, grace: float = 15.0) -> int | None:
         os.killpg(proc.pid, signal.SIGKILL)
     if proc.poll() is None:
         proc.wait(5)
+    if not keep_log:
+        handle.log_path.unlink(missing_ok=True)
     return proc.returncode
