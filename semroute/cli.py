@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from semroute.config import ConfigError, load_config
+from semroute.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from semroute.encoder import Encoder
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -69,37 +73,45 @@ def _serve(args: argparse.Namespace) -> int:
 
     setup_logging()
     config = load_config(args.config)
-    index = Path(args.index) if args.index else config.resolved_index_path()
-    if not args.index and not (index / "manifest.json").exists():
-        import logging
-
-        logging.getLogger("semroute.cli").info(
-            "no index bundle yet; building it", extra={"fields": {"path": str(index)}}
-        )
-        _build(config, index)
+    if not args.index:
+        _ensure_default_index(config)
     if args.workers > 1:
         return run_workers(args.config, args.host, args.port, args.index, args.workers)
     return run_process(args.config, args.host, args.port, args.index)
 
 
-def _build(config, out: Path) -> dict:  # type: ignore[no-untyped-def]
-    from semroute.encoder import Encoder, default_model_dir
-    from semroute.route_index import build_route_index
+def _encoder(config: Config) -> Encoder:
+    from semroute.server.app import make_encoder
 
-    enc = config.encoder
-    encoder = Encoder(
-        enc.model_dir or default_model_dir(),
-        device=enc.device,
-        intra_op_threads=enc.intra_op_threads,
-        max_tokens=enc.max_tokens,
+    return make_encoder(config)
+
+
+def _ensure_default_index(config: Config) -> None:
+    """The config's own index is derived from it: (re)build it when missing or stale.
+
+    An index passed explicitly (--index) is never rebuilt; the server refuses a stale one.
+    """
+    import logging
+
+    from semroute.route_index import build_route_index, is_current
+
+    path = config.resolved_index_path()
+    encoder = _encoder(config)
+    if is_current(path, config, encoder.id):
+        return
+    logging.getLogger("semroute.cli").info(
+        "index missing or built from other routes; building it",
+        extra={"fields": {"path": str(path)}},
     )
-    return build_route_index(config, encoder, out)
+    build_route_index(config, encoder, path)
 
 
 def _index_build(args: argparse.Namespace) -> int:
+    from semroute.route_index import build_route_index
+
     config = load_config(args.config)
     out = Path(args.out) if args.out else config.resolved_index_path()
-    manifest = _build(config, out)
+    manifest = build_route_index(config, _encoder(config), out)
     print(f"built {manifest['version']}: {manifest['count']} utterances -> {out}")
     return 0
 
@@ -164,8 +176,7 @@ def _route_local(req, config_path: str | None):  # type: ignore[no-untyped-def]
     from semroute.types import RoutingError
 
     config = load_config(config_path)
-    if not (config.resolved_index_path() / "manifest.json").exists():
-        _build(config, config.resolved_index_path())
+    _ensure_default_index(config)
     router = load_router(config)
     try:
         return decision_to_proto(router.route(query_from_proto(req, config.server)))

@@ -83,6 +83,22 @@ def build_route_index(config: Config, encoder: TextEncoder, out_dir: Path) -> di
     return write_bundle(Path(out_dir), KIND, write, meta)
 
 
+def is_current(bundle_dir: Path, config: Config, encoder_id: str) -> bool:
+    """Whether a bundle exists and was built from this config's routes with this encoder.
+
+    A quick look at the manifest only; `load_route_index` still verifies everything.
+    """
+    try:
+        manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(manifest, dict)
+        and manifest.get("routes_sha256") == routes_digest(config)
+        and manifest.get("encoder_id") == encoder_id
+    )
+
+
 def load_route_index(bundle_dir: Path, config: Config, encoder: TextEncoder) -> RouteIndex:
     """Load a bundle and check it matches both the running encoder and the config's routes."""
     manifest = read_manifest(bundle_dir, kind=KIND, encoder_id=encoder.id, dim=encoder.dim)

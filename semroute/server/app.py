@@ -32,15 +32,20 @@ log = logging.getLogger("semroute.server")
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 
 
-def load_router(config: Config, index_dir: Path | None = None) -> Router:
-    """Build the encoder and the routing state; raises on any bad model or index."""
+def make_encoder(config: Config) -> Encoder:
+    """The encoder the config asks for (the bundled model unless it names another)."""
     enc = config.encoder
-    encoder = Encoder(
+    return Encoder(
         enc.model_dir or default_model_dir(),
         device=enc.device,
         intra_op_threads=enc.intra_op_threads,
         max_tokens=enc.max_tokens,
     )
+
+
+def load_router(config: Config, index_dir: Path | None = None) -> Router:
+    """Build the encoder and the routing state; raises on any bad model or index."""
+    encoder = make_encoder(config)
     return Router(encoder, RoutingState.load(config, encoder, index_dir))
 
 
@@ -70,14 +75,21 @@ class App:
 
     async def start(self) -> int:
         """Bind and start serving (NOT_SERVING until loaded); returns the bound port."""
+        limits = self.config.server
         server = grpc.aio.server(
+            # Past this many concurrent calls gRPC answers RESOURCE_EXHAUSTED itself;
+            # the servicer's own limit (same number) gives the clearer message first.
+            maximum_concurrent_rpcs=limits.max_concurrent_requests + 64,
             options=[
                 ("grpc.so_reuseport", 1),
+                # Queue up to the concurrency limit instead of gRPC's default 1,000
+                # (which cancels calls beyond it with CANCELLED, not RESOURCE_EXHAUSTED).
+                ("grpc.server.max_pending_requests", limits.max_concurrent_requests + 64),
                 (
                     "grpc.max_receive_message_length",
                     self.config.server.max_prompt_bytes * 4 + 65536,
                 ),
-            ]
+            ],
         )
         router_pb2_grpc.add_RouterServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
