@@ -171,6 +171,18 @@ class CacheSpec(_Frozen):
     ttl_s: float = Field(default=600.0, gt=0)
 
 
+class ResponseCacheSpec(_Frozen):
+    """The semantic cache of LLM responses behind LookupResponse / StoreResponse."""
+
+    enabled: bool = True
+    # Cosine similarity a prompt needs to reuse a cached response.
+    threshold: float = Field(default=0.92, ge=0, le=1)
+    ttl_s: float = Field(default=3600.0, gt=0)
+    max_entries: int = Field(default=50_000, ge=1)
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(default=256 * 1024, ge=1)
+
+
 class BatchingSpec(_Frozen):
     """Dynamic micro-batching of encoder calls."""
 
@@ -190,6 +202,7 @@ class Config(_Frozen):
     encoder: EncoderSpec = EncoderSpec()
     server: ServerSpec = ServerSpec()
     cache: CacheSpec = CacheSpec()
+    response_cache: ResponseCacheSpec = ResponseCacheSpec()
     batching: BatchingSpec = BatchingSpec()
     # Where `semroute index build` writes and `serve` reads the index bundle;
     # relative paths are resolved against the config file's directory.

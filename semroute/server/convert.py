@@ -6,6 +6,7 @@ with INVALID_ARGUMENT and an actionable message before any work is done.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 
@@ -123,3 +124,40 @@ def decision_to_proto(d: Decision) -> pb.RouteDecision:
             policy_us=d.timing.policy_us,
         ),
     )
+
+
+def response_key_from_proto(
+    req: pb.LookupResponseRequest | pb.StoreResponseRequest, limits: ServerSpec
+) -> tuple[tuple[str, str, str], str]:
+    """(partition, text) for the response cache.
+
+    The partition is (tenant, model, digest of the conversation before the last
+    user turn): only that turn is matched by similarity, so an answer is reused
+    only within the same tenant, model and earlier context.
+    """
+    if not req.tenant:
+        raise _invalid("tenant is required: cached responses are never shared across tenants")
+    if not req.model:
+        raise _invalid("model is required: responses are cached per model")
+    if req.prompt and req.messages:
+        raise _invalid("set either prompt or messages, not both")
+    if req.prompt:
+        context, text = b"", req.prompt.strip()
+    elif req.messages:
+        if len(req.messages) > limits.max_messages:
+            raise _invalid(
+                f"{len(req.messages)} messages exceed the limit of {limits.max_messages}"
+            )
+        last = req.messages[-1]
+        if last.role != "user":
+            raise _invalid("the last message must be the user turn whose answer is cached")
+        context = b"\x1e".join(f"{m.role}\x1f{m.content}".encode() for m in req.messages[:-1])
+        text = last.content.strip()
+    else:
+        raise _invalid("empty request: set prompt or messages")
+    if not text:
+        raise _invalid("the prompt to match is blank")
+    if len(text.encode()) > limits.max_prompt_bytes:
+        raise _invalid(f"prompt is over the limit of {limits.max_prompt_bytes} bytes")
+    digest = hashlib.blake2b(context, digest_size=16).hexdigest()
+    return (req.tenant, req.model, digest), text

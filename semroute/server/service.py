@@ -20,7 +20,8 @@ from semroute.batcher import MicroBatcher
 from semroute.config import Config
 from semroute.decision_cache import DecisionCache, cache_key
 from semroute.router import Router
-from semroute.server.convert import decision_to_proto, query_from_proto
+from semroute.semantic_cache import SemanticCache
+from semroute.server.convert import decision_to_proto, query_from_proto, response_key_from_proto
 from semroute.types import RoutingError
 from semroute.v1 import router_pb2 as pb
 from semroute.v1 import router_pb2_grpc
@@ -38,6 +39,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self.cache: DecisionCache[bytes] | None = (
             DecisionCache(c.max_entries, c.max_bytes, c.ttl_s) if c.enabled else None
         )
+        rc = config.response_cache
+        self._response_limits = rc
+        self.responses: SemanticCache[str] | None = None  # made when the encoder is known
         self.batcher: MicroBatcher | None = None
         # Set once the model and index are loaded; None means still loading.
         self.router: Router | None = None
@@ -53,6 +57,15 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             bucket_ratio=b.bucket_ratio,
             max_queue=b.max_queue,
         )
+        rc = self._response_limits
+        if rc.enabled and self.responses is None:
+            self.responses = SemanticCache(
+                router.encoder.dim,
+                max_entries=rc.max_entries,
+                max_bytes=rc.max_bytes,
+                ttl_s=rc.ttl_s,
+                threshold=rc.threshold,
+            )
         self.router = router
 
     async def Route(
@@ -113,6 +126,62 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             self._inflight -= 1
         await context.abort(code, message)
         raise AssertionError("unreachable: abort raises")
+
+    async def LookupResponse(
+        self, request: pb.LookupResponseRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LookupResponseResult:
+        cache, batcher = await self._response_cache(context)
+        try:
+            partition, text = response_key_from_proto(request, self._limits)
+        except RoutingError as e:
+            await context.abort(grpc.StatusCode[e.code], e.message)
+        threshold = cache.threshold
+        if request.HasField("min_similarity"):
+            threshold = max(threshold, request.min_similarity)
+        emb, _ = await batcher.embed(text)
+        hit = cache.lookup(partition, emb, threshold=threshold)
+        if hit is None:
+            return pb.LookupResponseResult(hit=False)
+        return pb.LookupResponseResult(
+            hit=True, response=hit.value, similarity=hit.similarity, age_s=hit.age_s
+        )
+
+    async def StoreResponse(
+        self, request: pb.StoreResponseRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StoreResponseResult:
+        cache, batcher = await self._response_cache(context)
+        try:
+            partition, text = response_key_from_proto(request, self._limits)
+        except RoutingError as e:
+            await context.abort(grpc.StatusCode[e.code], e.message)
+        size = len(request.response.encode())
+        limit = self._response_limits.max_response_bytes
+        if size > limit:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"response is {size} bytes, over response_cache.max_response_bytes ({limit})",
+            )
+        ttl = request.ttl_s if request.HasField("ttl_s") else None
+        if ttl is not None and not ttl > 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ttl_s must be positive")
+        emb, _ = await batcher.embed(text)
+        stored = cache.store(partition, emb, request.response, size, ttl_s=ttl)
+        return pb.StoreResponseResult(stored=stored, entries=len(cache))
+
+    async def _response_cache(
+        self, context: grpc.aio.ServicerContext
+    ) -> tuple[SemanticCache[str], MicroBatcher]:
+        if not self._response_limits.enabled:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the response cache is disabled (response_cache.enabled in the config)",
+            )
+        if self.responses is None or self.batcher is None:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "semroute is loading its model and index; retry when health reports SERVING",
+            )
+        return self.responses, self.batcher  # type: ignore[return-value]
 
 
 def _template(response: pb.RouteDecision) -> bytes:
