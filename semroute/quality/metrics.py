@@ -254,26 +254,42 @@ def cost_quality_curve(
     )
 
 
+def frontier(curve: CostQualityCurve) -> tuple[np.ndarray, np.ndarray]:
+    """The upper concave hull of a curve's (cost, quality) points: what mixing two operating
+    points at random achieves, so quality is interpolated linearly between hull vertices."""
+    pts = sorted(zip(curve.cost.tolist(), curve.quality.tolist(), strict=True))
+    hull: list[tuple[float, float]] = []
+    for c, q in pts:
+        if hull and q <= hull[-1][1]:
+            continue  # dominated: costs at least as much for no more quality
+        while len(hull) >= 2:
+            (c1, q1), (c2, q2) = hull[-2], hull[-1]
+            # drop the middle point when it lies on or under the chord
+            if (q2 - q1) * (c - c1) <= (q - q1) * (c2 - c1):
+                hull.pop()
+            else:
+                break
+        hull.append((c, q))
+    xs, ys = zip(*hull, strict=True)
+    return np.asarray(xs), np.asarray(ys)
+
+
 def quality_share_at_cost(
     curve: CostQualityCurve, best_quality: float, cost_budgets: np.ndarray
 ) -> np.ndarray:
-    """Share of the best single model's quality reached within each cost budget
-    (the best quality among curve points whose cost is at most the budget; nan if none)."""
-    out = np.full(len(cost_budgets), np.nan)
-    for i, b in enumerate(cost_budgets):
-        ok = curve.cost <= b * (1 + 1e-12)
-        if ok.any():
-            out[i] = curve.quality[ok].max() / best_quality if best_quality else np.nan
-    return out
+    """Share of the best single model's quality reached within each cost budget, on the
+    curve's frontier (nan below the cheapest point)."""
+    xs, ys = frontier(curve)
+    b = np.asarray(cost_budgets, dtype=np.float64)
+    out = np.interp(b, xs, ys) / best_quality if best_quality else np.full(b.shape, np.nan)
+    return np.where(b < xs[0] * (1 - 1e-12), np.nan, out)
 
 
 def area_under_quality_cost(curve: CostQualityCurve, cost_lo: float, cost_hi: float) -> float:
-    """Normalised area under the (running-best) quality-vs-cost curve on [cost_lo, cost_hi]."""
+    """Mean frontier quality over the cost range [cost_lo, cost_hi]."""
     if cost_hi <= cost_lo:
         return float("nan")
-    xs = np.linspace(cost_lo, cost_hi, 201)
-    best = np.maximum.accumulate(curve.quality)
-    idx = np.searchsorted(curve.cost, xs, side="right") - 1
-    ys = np.where(idx >= 0, best[np.clip(idx, 0, None)], np.nan)
-    ys = np.nan_to_num(ys, nan=float(curve.quality[0]))
-    return float(np.sum((ys[1:] + ys[:-1]) * np.diff(xs)) / 2.0 / (cost_hi - cost_lo))
+    xs, ys = frontier(curve)
+    grid = np.linspace(cost_lo, cost_hi, 401)
+    vals = np.interp(grid, xs, ys)
+    return float(np.sum(vals[1:] + vals[:-1]) / (2 * (grid.shape[0] - 1)))
