@@ -12,6 +12,7 @@ from semroute.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
     from semroute.encoder import Encoder
+    from semroute.route_index import TextEncoder
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -86,6 +87,12 @@ def _encoder(config: Config) -> Encoder:
     return make_encoder(config)
 
 
+def _encoders(config: Config) -> tuple[Encoder, TextEncoder | None]:
+    from semroute.server.app import make_static_encoder
+
+    return _encoder(config), make_static_encoder(config)
+
+
 def _ensure_default_index(config: Config) -> None:
     """The config's own index is derived from it: (re)build it when missing or stale.
 
@@ -96,14 +103,14 @@ def _ensure_default_index(config: Config) -> None:
     from semroute.route_index import build_route_index, is_current
 
     path = config.resolved_index_path()
-    encoder = _encoder(config)
-    if is_current(path, config, encoder.id):
+    encoder, static = _encoders(config)
+    if is_current(path, config, encoder.id, static.id if static else None):
         return
     logging.getLogger("semroute.cli").info(
         "index missing or built from other routes; building it",
         extra={"fields": {"path": str(path)}},
     )
-    build_route_index(config, encoder, path)
+    build_route_index(config, encoder, path, static)
 
 
 def _index_build(args: argparse.Namespace) -> int:
@@ -111,7 +118,8 @@ def _index_build(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     out = Path(args.out) if args.out else config.resolved_index_path()
-    manifest = build_route_index(config, _encoder(config), out)
+    encoder, static = _encoders(config)
+    manifest = build_route_index(config, encoder, out, static)
     print(f"built {manifest['version']}: {manifest['count']} utterances -> {out}")
     return 0
 

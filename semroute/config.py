@@ -162,6 +162,22 @@ class ServerSpec(_Frozen):
     grace_period_s: float = Field(default=5.0, ge=0)
 
 
+class FastTierSpec(_Frozen):
+    """The static-embedding fast tier: answers confident requests without the encoder.
+
+    A request is answered by the fast tier when its best route scores at least
+    `min_score` and leads the runner-up by at least `min_margin` (both on the
+    static embeddings' scale, calibrated against the encoder's decisions);
+    otherwise it goes on to the encoder.
+    """
+
+    enabled: bool = False
+    # None = the bundled static model (models/minilm-l6-v2-static).
+    model_dir: Path | None = None
+    min_score: float = Field(default=0.5, ge=-1, le=1)
+    min_margin: float = Field(default=0.1, ge=0, le=2)
+
+
 class CacheSpec(_Frozen):
     """The exact decision cache in front of the encoder."""
 
@@ -200,6 +216,7 @@ class Config(_Frozen):
     rules: tuple[RuleSpec, ...] = ()
     policy: PolicySpec
     encoder: EncoderSpec = EncoderSpec()
+    fast_tier: FastTierSpec = FastTierSpec()
     server: ServerSpec = ServerSpec()
     cache: CacheSpec = CacheSpec()
     response_cache: ResponseCacheSpec = ResponseCacheSpec()

@@ -19,9 +19,8 @@ import numpy as np
 
 from semroute import _policy
 from semroute.config import Config
-from semroute.encoder import Encoder
 from semroute.policy import Choice, Policy
-from semroute.route_index import RouteIndex, load_route_index
+from semroute.route_index import RouteIndex, TextEncoder, load_route_index
 from semroute.rules import RuleSet
 from semroute.types import Decision, Reason, RouteQuery, Tier, Timing
 
@@ -43,8 +42,16 @@ class RoutingState:
     policy: Policy
 
     @classmethod
-    def load(cls, config: Config, encoder: Encoder, index_dir: Path | None = None) -> RoutingState:
-        index = load_route_index(index_dir or config.resolved_index_path(), config, encoder)
+    def load(
+        cls,
+        config: Config,
+        encoder: TextEncoder,
+        index_dir: Path | None = None,
+        static_encoder: TextEncoder | None = None,
+    ) -> RoutingState:
+        index = load_route_index(
+            index_dir or config.resolved_index_path(), config, encoder, static_encoder
+        )
         return cls(config, RuleSet(config.rules), index, Policy(config))
 
 
@@ -67,8 +74,12 @@ class Plan:
 
 
 class Router:
-    def __init__(self, encoder: Encoder, state: RoutingState) -> None:
+    def __init__(
+        self, encoder: TextEncoder, state: RoutingState, static_encoder: TextEncoder | None = None
+    ) -> None:
         self.encoder = encoder
+        # The fast tier's encoder, when the config enables it.
+        self.static_encoder = static_encoder
         self._state = state
 
     @property
@@ -82,8 +93,12 @@ class Router:
     def route(self, query: RouteQuery) -> Decision:
         """The whole pipeline in the calling thread (CLI, eval, tests)."""
         plan = self.plan(query)
-        embedding = self.encode(plan.query.text) if plan.needs_encoder else None
-        return self.decide(plan, embedding)
+        if not plan.needs_encoder:
+            return self.decide(plan, None)
+        fast = self.fast_decide(plan)
+        if fast is not None:
+            return fast
+        return self.decide(plan, self.encode(plan.query.text))
 
     def plan(self, query: RouteQuery, state: RoutingState | None = None) -> Plan:
         """Validate model names and run the rules; raises RoutingError on a bad request.
@@ -108,24 +123,61 @@ class Router:
         emb = self.encoder.encode([text])
         return emb, time.perf_counter_ns() - t0
 
+    def fast_decide(self, plan: Plan) -> Decision | None:
+        """The static fast tier: a decision when it is confident, else None (use the encoder).
+
+        Confident = the best route scores at least fast_tier.min_score and leads
+        the runner-up by at least fast_tier.min_margin on static embeddings.
+        """
+        state = plan.state
+        tier = state.config.fast_tier
+        if self.static_encoder is None or not tier.enabled or state.index.static_index is None:
+            return None
+        t0 = time.perf_counter_ns()
+        emb = self.static_encoder.encode([plan.query.text])
+        encode_ns = time.perf_counter_ns() - t0
+        per_route, search_ns = self._route_scores(state, emb, static=True)
+        best, second = _top_two(per_route)
+        if best < tier.min_score or best - second < tier.min_margin:
+            return None
+        return self._finish(plan, per_route, Tier.STATIC, encode_ns, search_ns)
+
     def decide(self, plan: Plan, embedding: tuple[np.ndarray, int] | None) -> Decision:
-        """Finish a planned request: match routes (unless a rule decided) and choose a model."""
+        """Finish a planned request with the encoder's embedding (None when a rule decided)."""
+        if not plan.needs_encoder:
+            return self._finish(plan, None, Tier.RULE, 0, 0)
+        if embedding is None:
+            raise ValueError("this plan needs an embedding")
+        emb, encode_ns = embedding
+        per_route, search_ns = self._route_scores(plan.state, emb, static=False)
+        return self._finish(plan, per_route, Tier.ENCODER, encode_ns, search_ns)
+
+    @staticmethod
+    def _route_scores(
+        state: RoutingState, emb: np.ndarray, *, static: bool
+    ) -> tuple[np.ndarray, int]:
+        t0 = time.perf_counter_ns()
+        scores, route_ids = state.index.search(emb, state.config.policy.top_k, static=static)
+        per_route = _policy.route_scores(
+            route_ids[0], scores[0], len(state.policy.route_names), state.config.policy.route_votes
+        )
+        return per_route, time.perf_counter_ns() - t0
+
+    def _finish(
+        self,
+        plan: Plan,
+        per_route: np.ndarray | None,
+        tier: Tier,
+        encode_ns: int,
+        search_ns: int,
+    ) -> Decision:
+        """Match the route (unless a rule decided) and choose the model."""
         state, query = plan.state, plan.query
         policy = state.policy
-        encode_ns = search_ns = 0
         matches: tuple[tuple[str, float], ...] = ()
-        if not plan.needs_encoder:
+        if per_route is None:
             route, confidence, reason = plan.rule_route, 1.0, Reason.RULE
         else:
-            if embedding is None:
-                raise ValueError("this plan needs an embedding")
-            emb, encode_ns = embedding
-            t0 = time.perf_counter_ns()
-            scores, route_ids = state.index.search(emb, state.config.policy.top_k)
-            per_route = _policy.route_scores(
-                route_ids[0], scores[0], len(policy.route_names), state.config.policy.route_votes
-            )
-            search_ns = time.perf_counter_ns() - t0
             route, confidence, reason = self._match(state, per_route)
             order = np.argsort(-per_route)[:MAX_MATCHES]
             matches = tuple(
@@ -138,22 +190,15 @@ class Router:
         policy_ns = time.perf_counter_ns() - t0
         if not choice.cleared:
             reason = Reason.FALLBACK
-        return _decision(
-            plan,
-            choice,
-            route,
-            confidence,
-            reason,
-            matches,
-            self.encoder.id,
-            Timing(
-                total_us=(time.perf_counter_ns() - plan.started_ns) // 1000,
-                rules_us=plan.rules_ns // 1000,
-                encode_us=encode_ns // 1000,
-                search_us=search_ns // 1000,
-                policy_us=policy_ns // 1000,
-            ),
+        timing = Timing(
+            total_us=(time.perf_counter_ns() - plan.started_ns) // 1000,
+            rules_us=plan.rules_ns // 1000,
+            encode_us=encode_ns // 1000,
+            search_us=search_ns // 1000,
+            policy_us=policy_ns // 1000,
         )
+        encoder_id = self.static_encoder.id if tier == Tier.STATIC else self.encoder.id  # type: ignore[union-attr]
+        return _decision(plan, choice, route, confidence, reason, matches, encoder_id, tier, timing)
 
     @staticmethod
     def _match(state: RoutingState, per_route: np.ndarray) -> tuple[str, float, Reason]:
@@ -189,6 +234,7 @@ def _decision(
     reason: Reason,
     matches: tuple[tuple[str, float], ...],
     encoder_id: str,
+    tier: Tier,
     timing: Timing,
 ) -> Decision:
     return Decision(
@@ -206,6 +252,14 @@ def _decision(
         encoder_id=encoder_id,
         config_version=plan.state.config.version,
         rule=plan.rule_name,
-        tier=Tier.ENCODER if plan.needs_encoder else Tier.RULE,
+        tier=tier,
         timing=timing,
     )
+
+
+def _top_two(per_route: np.ndarray) -> tuple[float, float]:
+    """Best and runner-up route scores (-inf when there is no runner-up)."""
+    if per_route.size < 2:
+        return float(per_route.max(initial=-np.inf)), -np.inf
+    second, best = np.partition(per_route, per_route.size - 2)[-2:]
+    return float(best), float(second)

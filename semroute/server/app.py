@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from semroute.config import Config, load_config
 from semroute.encoder import Encoder, default_model_dir
+from semroute.route_index import TextEncoder
 from semroute.router import Router, RoutingState
 from semroute.server.service import RouterServicer
 from semroute.v1 import router_pb2, router_pb2_grpc
@@ -43,10 +44,21 @@ def make_encoder(config: Config) -> Encoder:
     )
 
 
+def make_static_encoder(config: Config) -> TextEncoder | None:
+    """The fast tier's static encoder, when the config enables the fast tier."""
+    tier = config.fast_tier
+    if not tier.enabled:
+        return None
+    from semroute.encoder.static import StaticEncoder, default_static_dir
+
+    return StaticEncoder(tier.model_dir or default_static_dir())
+
+
 def load_router(config: Config, index_dir: Path | None = None) -> Router:
-    """Build the encoder and the routing state; raises on any bad model or index."""
+    """Build the encoders and the routing state; raises on any bad model or index."""
     encoder = make_encoder(config)
-    return Router(encoder, RoutingState.load(config, encoder, index_dir))
+    static = make_static_encoder(config)
+    return Router(encoder, RoutingState.load(config, encoder, index_dir, static), static)
 
 
 class App:

@@ -97,16 +97,18 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                 if cached is not None:
                     return _from_cache(cached, query.request_id, t0)
             plan = router.plan(query, state)
-            embedding = None
-            if plan.needs_encoder:
-                if batcher.queued >= batcher.max_queue:
-                    raise RoutingError(
-                        "RESOURCE_EXHAUSTED",
-                        f"{batcher.queued} requests are waiting for the encoder; "
-                        "retry with backoff",
-                    )
-                embedding = await batcher.embed(query.text)
-            decision = router.decide(plan, embedding)
+            decision = router.fast_decide(plan) if plan.needs_encoder else None
+            if decision is None:
+                embedding = None
+                if plan.needs_encoder:
+                    if batcher.queued >= batcher.max_queue:
+                        raise RoutingError(
+                            "RESOURCE_EXHAUSTED",
+                            f"{batcher.queued} requests are waiting for the encoder; "
+                            "retry with backoff",
+                        )
+                    embedding = await batcher.embed(query.text)
+                decision = router.decide(plan, embedding)
             response = decision_to_proto(decision)
             if key is not None:
                 blob = _template(response)
