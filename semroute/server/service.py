@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import numpy as np
 
 from semroute.batcher import MicroBatcher
 from semroute.config import Config
@@ -132,15 +133,10 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     async def LookupResponse(
         self, request: pb.LookupResponseRequest, context: grpc.aio.ServicerContext
     ) -> pb.LookupResponseResult:
-        cache, batcher = await self._response_cache(context)
-        try:
-            partition, text = response_key_from_proto(request, self._limits)
-        except RoutingError as e:
-            await context.abort(grpc.StatusCode[e.code], e.message)
+        cache, partition, emb = await self._response_key(request, context)
         threshold = cache.threshold
         if request.HasField("min_similarity"):
             threshold = max(threshold, request.min_similarity)
-        emb, _ = await batcher.embed(text)
         hit = cache.lookup(partition, emb, threshold=threshold)
         if hit is None:
             return pb.LookupResponseResult(hit=False)
@@ -151,11 +147,6 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     async def StoreResponse(
         self, request: pb.StoreResponseRequest, context: grpc.aio.ServicerContext
     ) -> pb.StoreResponseResult:
-        cache, batcher = await self._response_cache(context)
-        try:
-            partition, text = response_key_from_proto(request, self._limits)
-        except RoutingError as e:
-            await context.abort(grpc.StatusCode[e.code], e.message)
         size = len(request.response.encode())
         limit = self._response_limits.max_response_bytes
         if size > limit:
@@ -166,13 +157,16 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         ttl = request.ttl_s if request.HasField("ttl_s") else None
         if ttl is not None and not ttl > 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "ttl_s must be positive")
-        emb, _ = await batcher.embed(text)
+        cache, partition, emb = await self._response_key(request, context)
         stored = cache.store(partition, emb, request.response, size, ttl_s=ttl)
         return pb.StoreResponseResult(stored=stored, entries=len(cache))
 
-    async def _response_cache(
-        self, context: grpc.aio.ServicerContext
-    ) -> tuple[SemanticCache[str], MicroBatcher]:
+    async def _response_key(
+        self,
+        request: pb.LookupResponseRequest | pb.StoreResponseRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> tuple[SemanticCache[str], tuple[str, str, str], np.ndarray]:
+        """Validate a response-cache request: (cache, partition, embedding of the prompt)."""
         if not self._response_limits.enabled:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -183,7 +177,12 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                 grpc.StatusCode.UNAVAILABLE,
                 "semroute is loading its model and index; retry when health reports SERVING",
             )
-        return self.responses, self.batcher  # type: ignore[return-value]
+        try:
+            partition, text = response_key_from_proto(request, self._limits)
+        except RoutingError as e:
+            await context.abort(grpc.StatusCode[e.code], e.message)
+        emb, _ = await self.batcher.embed(text)  # type: ignore[union-attr]
+        return self.responses, partition, emb  # type: ignore[return-value]
 
 
 def _template(response: pb.RouteDecision) -> bytes:
