@@ -9,4 +9,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -m pip install -q -e ".[${SEMROUTE_EXTRAS:-}]"
+if [ -n "${SEMROUTE_EXTRAS:-}" ]; then
+    python -m pip install -q -e ".[${SEMROUTE_EXTRAS}]"
+else
+    python -m pip install -q -e .
+fi
