@@ -257,7 +257,7 @@ def search_hyper(
         inner_folds = 5 if n < 2000 else 3
     n_inner = min(inner_folds, len(set(prompts)))
     # Small sets: repeat the inner split so the choice does not hang on one lucky partition.
-    repeats = int(np.clip(round(1000 / max(n, 1)), 1, 8))
+    repeats = int(np.clip(round(500 / max(n, 1)), 1, 8))
     splits = [
         (r, f) for r in range(repeats) for f in grouped_folds(prompts, n_inner, seed=seed + r)
     ]
