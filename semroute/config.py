@@ -210,6 +210,54 @@ class BatchingSpec(_Frozen):
     max_queue: int = Field(default=4096, ge=1)
 
 
+class AdminTlsSpec(_Frozen):
+    """mTLS for the admin port: only clients with a certificate signed by `client_ca_file`."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path
+    # When non-empty, only client certificates with one of these common names.
+    allowed_common_names: tuple[str, ...] = ()
+
+
+class AdminSpec(_Frozen):
+    """The AdminService (hot-swapping index bundles); off unless a token or mTLS is set.
+
+    Relative paths are resolved against the config file's directory.
+    """
+
+    # Environment variable holding the admin token; unset or empty = no token.
+    token_env: str = "SEMROUTE_ADMIN_TOKEN"
+    # Environment variable holding a read-only token (GetStatus, ListIndexes).
+    read_token_env: str = "SEMROUTE_ADMIN_READ_TOKEN"
+    # A separate "127.0.0.1:PORT" for the admin service (needed for mTLS);
+    # None = the serving port.
+    listen: str | None = None
+    tls: AdminTlsSpec | None = None
+    # A directory watched for new bundles (directories or .tar.gz archives).
+    watch_dir: Path | None = None
+    watch_interval_s: float = Field(default=2.0, gt=0, le=3600)
+    # What a new bundle in watch_dir does: become active, or be shadowed.
+    watch_action: Literal["activate", "shadow"] = "activate"
+    # Share of live requests a shadowed candidate is evaluated on.
+    shadow_sample_rate: float = Field(default=0.05, ge=0, le=1)
+    # Shadow evaluations queued before further samples are dropped.
+    shadow_max_pending: int = Field(default=256, ge=1)
+    # Keep the previously active bundle loaded for an instant rollback.
+    keep_previous: bool = True
+    # Bundles held in memory at once (active, previous and shadow included).
+    max_loaded: int = Field(default=4, ge=2, le=64)
+    # Where archives are unpacked (None = the system temp dir).
+    staging_dir: Path | None = None
+    max_archive_bytes: int = Field(default=2 * 1024**3, ge=1024)
+
+    @model_validator(mode="after")
+    def _tls_needs_own_port(self) -> AdminSpec:
+        if self.tls is not None and self.listen is None:
+            raise ValueError("admin.tls needs admin.listen (a separate admin port)")
+        return self
+
+
 class Config(_Frozen):
     models: tuple[ModelSpec, ...] = Field(min_length=1)
     routes: tuple[RouteSpec, ...] = Field(min_length=1)
@@ -221,6 +269,7 @@ class Config(_Frozen):
     cache: CacheSpec = CacheSpec()
     response_cache: ResponseCacheSpec = ResponseCacheSpec()
     batching: BatchingSpec = BatchingSpec()
+    admin: AdminSpec = AdminSpec()
     # Where `semroute index build` writes and `serve` reads the index bundle;
     # relative paths are resolved against the config file's directory.
     index_path: Path = Path("../var/index/default")

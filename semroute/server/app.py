@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from semroute.admin.runtime import Admin
 from semroute.config import Config, load_config
 from semroute.encoder import Encoder, default_model_dir
 from semroute.route_index import TextEncoder
@@ -81,6 +82,8 @@ class App:
         )
         self.health = health.aio.HealthServicer()
         self.servicer = RouterServicer(config, self.pool)
+        # AdminService (index hot-swap): None unless an admin token or mTLS is configured.
+        self.admin = Admin.from_config(config)
         self.server: grpc.aio.Server | None = None
         self.loaded = asyncio.Event()
         self.load_error: BaseException | None = None
@@ -105,9 +108,11 @@ class App:
         )
         router_pb2_grpc.add_RouterServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        admin_names = self.admin.register(server) if self.admin else ()
         reflection.enable_server_reflection(
             (
                 SERVICE_NAME,
+                *admin_names,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -119,6 +124,8 @@ class App:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
         self.server = server
+        if self.admin:
+            await self.admin.start()
         log.info("listening", extra={"fields": {"host": self.host, "port": self.port}})
         return self.port
 
@@ -135,6 +142,10 @@ class App:
         # Warm up: the first onnxruntime run allocates and is slow.
         await loop.run_in_executor(self.pool, router.encoder.encode, ["warm up the encoder"])
         self.servicer.set_router(router)
+        if self.admin:
+            self.admin.attach(
+                router, self.servicer, self.index_dir or self.config.resolved_index_path()
+            )
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.loaded.set()
         log.info(
@@ -154,6 +165,8 @@ class App:
         """Turn NOT_SERVING, then drain in-flight calls for up to `grace` seconds."""
         if self.server is None:
             return
+        if self.admin:  # first: no index swap may start while the server drains
+            await self.admin.close()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         grace = self.config.server.grace_period_s if grace is None else grace
         log.info("draining", extra={"fields": {"grace_s": grace}})

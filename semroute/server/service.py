@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
@@ -26,6 +27,9 @@ from semroute.server.convert import decision_to_proto, query_from_proto, respons
 from semroute.types import RoutingError
 from semroute.v1 import router_pb2 as pb
 from semroute.v1 import router_pb2_grpc
+
+if TYPE_CHECKING:
+    from semroute.admin.shadow import ShadowEvaluator
 
 log = logging.getLogger("semroute.service")
 
@@ -46,6 +50,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self.batcher: MicroBatcher | None = None
         # Set once the model and index are loaded; None means still loading.
         self.router: Router | None = None
+        # Set by semroute.admin while a candidate index is shadowed: told of each
+        # decision once made; it samples and evaluates off the response path.
+        self.shadow: ShadowEvaluator | None = None
 
     def set_router(self, router: Router) -> None:
         """Start serving with `router` (its encoder gets a fresh batcher)."""
@@ -96,8 +103,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                 key = cache_key(query, knob, state.config.version, state.index.version)
                 cached = self.cache.get(key)
                 if cached is not None:
+                    if self.shadow is not None:
+                        self.shadow.observe(query, state)
                     return _from_cache(cached, query.request_id, t0)
             plan = router.plan(query, state)
+            embedding = None  # the encoder's, when it ran (the shadow reuses it)
             decision = router.fast_decide(plan) if plan.needs_encoder else None
             if decision is None:
                 embedding = None
@@ -116,6 +126,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                 self.cache.put(key, blob, len(blob))  # type: ignore[union-attr]
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("decision", extra={"fields": _log_fields(decision, query.tenant)})
+            if self.shadow is not None:
+                self.shadow.observe(query, state, embedding)
             return response
         except RoutingError as e:
             code, message = grpc.StatusCode[e.code], e.message

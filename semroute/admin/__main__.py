@@ -1,0 +1,5 @@
+import sys
+
+from semroute.admin.cli import main
+
+sys.exit(main())

@@ -1,0 +1,289 @@
+"""Bundles for hot-swapping: self-contained builds, archives, and loaders per bundle kind.
+
+A "routes" bundle built here carries, besides the index files of
+`semroute index build`, the config file it was built from (`config.yaml`) and
+the evaluation figures it was built with (manifest `eval`), so a server can
+swap its routes and its index together from the bundle alone. The manifest's
+checksums cover `config.yaml` too. Bundles built by `semroute index build`
+(no `config.yaml`) still load, with the routing config the operator names or
+the active one.
+
+Loaders are looked up by the manifest's `kind`, so another kind (e.g. the
+learned quality index) plugs in with `register_loader` without touching the
+registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+import yaml
+
+from semroute.bundle import MANIFEST, BundleError, write_bundle
+from semroute.config import Config, load_config
+from semroute.route_index import KIND as ROUTES_KIND
+from semroute.route_index import TextEncoder, build_route_index
+from semroute.router import RoutingState
+
+CONFIG_FILE = "config.yaml"
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+# Sections of a bundle's config that decide requests and travel with it; every
+# other section (encoder, server, caches, batching, admin, index_path, and any
+# section added later) stays the one the server started with.
+ROUTING_SECTIONS = ("models", "routes", "rules", "policy", "fast_tier")
+MAX_ARCHIVE_MEMBERS = 256
+
+
+def is_archive(path: Path) -> bool:
+    return path.name.endswith(ARCHIVE_SUFFIXES)
+
+
+def peek_manifest(bundle_dir: Path) -> dict[str, Any]:
+    """The manifest, parsed but not verified (to pick the loader and spot a known version)."""
+    path = Path(bundle_dir) / MANIFEST
+    if not Path(bundle_dir).is_dir():
+        raise BundleError(f"{bundle_dir}: not a bundle directory")
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{bundle_dir}: no {MANIFEST}; not a bundle, or half-written") from None
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{path}: unreadable manifest: {e}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("version"), str):
+        raise BundleError(f"{path}: not a bundle manifest (no version)")
+    return manifest
+
+
+# --- building -----------------------------------------------------------------------------
+
+
+def config_text(config: Config) -> bytes:
+    """The config file's bytes (so the bundle's config has the same version), else a dump."""
+    if config.source is not None and Path(config.source).is_file():
+        raw = Path(config.source).read_bytes()
+        if hashlib.sha256(raw).hexdigest()[:16] == config.version:
+            return raw
+    data = config.model_dump(mode="json", exclude={"version", "source"})
+    return yaml.safe_dump(data, sort_keys=False).encode()
+
+
+def build_bundle(
+    config: Config,
+    encoder: TextEncoder,
+    out_dir: Path,
+    *,
+    static_encoder: TextEncoder | None = None,
+    eval_figures: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Build a self-contained "routes" bundle (index + its config + eval figures); atomic.
+
+    The index files come from `build_route_index` unchanged; they are rebuilt
+    into a final bundle with `config.yaml`, so the manifest's checksums (and
+    its version) cover the config too.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    raw_config = config_text(config)
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.build.", dir=out_dir.parent) as t:
+        inner_dir = Path(t) / "index"
+        inner = build_route_index(config, encoder, inner_dir, static_encoder)
+
+        def write(tmp: Path) -> None:
+            for name in inner["files"]:
+                shutil.copyfile(inner_dir / name, tmp / name)
+            (tmp / CONFIG_FILE).write_bytes(raw_config)
+
+        skip = {"format", "kind", "version", "created_at", "files"}
+        meta = {k: v for k, v in inner.items() if k not in skip}
+        meta["config_version"] = hashlib.sha256(raw_config).hexdigest()[:16]
+        meta["config_file"] = CONFIG_FILE
+        meta["eval"] = {k: float(v) for k, v in (eval_figures or {}).items()}
+        return write_bundle(out_dir, ROUTES_KIND, write, meta)
+
+
+def pack_archive(bundle_dir: Path, out: Path) -> Path:
+    """Write `bundle_dir` as a .tar.gz (one top-level dir), atomically (temp file + rename)."""
+    bundle_dir, out = Path(bundle_dir), Path(out)
+    peek_manifest(bundle_dir)
+    if not is_archive(out):
+        raise ValueError(f"{out}: an archive name ends with .tar.gz or .tgz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    try:
+        with tarfile.open(tmp, "w:gz") as tf:
+            for f in sorted(bundle_dir.iterdir()):
+                if f.is_file():
+                    tf.add(f, arcname=f"{bundle_dir.name}/{f.name}", recursive=False)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+# --- archives -----------------------------------------------------------------------------
+
+
+def unpack_archive(archive: Path, staging_root: Path, max_bytes: int) -> Path:
+    """Unpack a bundle archive into a fresh dir under `staging_root`; returns the bundle dir.
+
+    Only plain files and directories, no absolute or parent paths, at most
+    `max_bytes` in all; a truncated or corrupt archive is a BundleError. The
+    caller removes the returned dir's parent (`staging_dir_of`) when done.
+    """
+    staging_root.mkdir(parents=True, exist_ok=True)
+    dest = Path(tempfile.mkdtemp(prefix="bundle-", dir=staging_root))
+    try:
+        try:
+            with tarfile.open(archive, "r:gz") as tf:
+                members = tf.getmembers()  # reads to the end: a truncated archive fails here
+                _check_members(archive, members, max_bytes)
+                if hasattr(tarfile, "data_filter"):
+                    tf.extractall(dest, members=members, filter="data")
+                else:  # Python < 3.11.4: members were checked above
+                    tf.extractall(dest, members=members)
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+            raise BundleError(
+                f"{archive}: not a readable .tar.gz bundle (truncated or corrupt?): {e}"
+            ) from None
+        return _bundle_root(archive, dest)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def staging_dir_of(bundle_dir: Path, staging_root: Path) -> Path:
+    """The top staging dir an unpacked bundle lives in (what to delete)."""
+    rel = Path(bundle_dir).resolve().relative_to(staging_root.resolve())
+    return staging_root / rel.parts[0]
+
+
+def _check_members(archive: Path, members: list[tarfile.TarInfo], max_bytes: int) -> None:
+    if len(members) > MAX_ARCHIVE_MEMBERS:
+        raise BundleError(f"{archive}: {len(members)} entries; a bundle has a handful of files")
+    total = 0
+    for m in members:
+        p = PurePosixPath(m.name)
+        if p.is_absolute() or ".." in p.parts or len(p.parts) > 2:
+            raise BundleError(f"{archive}: refused entry {m.name!r} (outside the bundle)")
+        if not (m.isfile() or m.isdir()):
+            raise BundleError(f"{archive}: refused entry {m.name!r} (links and devices)")
+        total += m.size
+    if total > max_bytes:
+        raise BundleError(f"{archive}: unpacks to {total} bytes, over the {max_bytes} limit")
+
+
+def _bundle_root(archive: Path, dest: Path) -> Path:
+    if (dest / MANIFEST).is_file():
+        return dest
+    dirs = [p for p in dest.iterdir() if p.is_dir()]
+    if len(dirs) == 1 and (dirs[0] / MANIFEST).is_file():
+        return dirs[0]
+    raise BundleError(f"{archive}: no {MANIFEST} at the top of the archive; not a bundle")
+
+
+# --- loaders per kind ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What a loader may use: the running encoders and configs."""
+
+    encoder: TextEncoder
+    static_encoder: TextEncoder | None
+    # The config the server started with: its process sections are kept.
+    base_config: Config
+    # The routing config for a bundle that carries none.
+    routing_config: Config
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A loader's result: the routing state to swap in, and what to report about it."""
+
+    state: RoutingState
+    # The routing config it decides with (the bundle's own, or the one given).
+    config: Config
+    self_contained: bool
+    index_bytes: int
+
+
+class BundleLoader(Protocol):
+    """Turns a verified bundle directory of one kind into a RoutingState."""
+
+    kind: str
+
+    def load(self, bundle_dir: Path, manifest: dict[str, Any], ctx: LoadContext) -> Loaded: ...
+
+
+def merge_routing(base: Config, routing: Config) -> Config:
+    """`base` with the routing sections (and version) of `routing`; both are validated configs."""
+    update: dict[str, Any] = {
+        name: getattr(routing, name) for name in ROUTING_SECTIONS if name in Config.model_fields
+    }
+    update["version"] = routing.version
+    return base.model_copy(update=update)
+
+
+class RoutesLoader:
+    """The semantic-route index ("routes" bundles from `semroute index build` or `build_bundle`)."""
+
+    kind = ROUTES_KIND
+
+    def load(self, bundle_dir: Path, manifest: dict[str, Any], ctx: LoadContext) -> Loaded:
+        own = CONFIG_FILE in manifest.get("files", {})
+        routing = load_config(bundle_dir / CONFIG_FILE) if own else ctx.routing_config
+        config = merge_routing(ctx.base_config, routing)
+        if ctx.static_encoder is not None:
+            state = RoutingState.load(config, ctx.encoder, bundle_dir, ctx.static_encoder)
+        else:
+            state = RoutingState.load(config, ctx.encoder, bundle_dir)
+        index_bytes = _faiss_bytes(state.index.index) + int(state.index.labels.nbytes)
+        static_index = getattr(state.index, "static_index", None)
+        if static_index is not None:
+            index_bytes += _faiss_bytes(static_index)
+        return Loaded(state, config, own, index_bytes)
+
+
+def _faiss_bytes(index: Any) -> int:
+    """Vectors held by a flat index (d float32 per entry); an estimate for other index types."""
+    return int(index.ntotal) * int(index.d) * 4
+
+
+LOADERS: dict[str, BundleLoader] = {ROUTES_KIND: RoutesLoader()}
+
+
+def register_loader(loader: BundleLoader) -> None:
+    """Plug in a bundle kind (e.g. "learned"); the registry dispatches on the manifest's kind."""
+    LOADERS[loader.kind] = loader
+
+
+def loader_for(kind: object) -> BundleLoader:
+    loader = LOADERS.get(kind) if isinstance(kind, str) else None
+    if loader is None:
+        known = ", ".join(sorted(LOADERS))
+        raise BundleError(f"no loader for bundle kind {kind!r}; this server loads: {known}")
+    return loader
+
+
+def eval_figures(manifest: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric evaluation figures a manifest records (`eval`), others dropped."""
+    raw = manifest.get("eval")
+    if not isinstance(raw, Mapping):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in raw.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }

@@ -1,0 +1,165 @@
+"""Wiring of the admin side into a server process (used by semroute.server.app).
+
+`Admin.from_config` returns None unless an admin token is set in the
+environment or mTLS is configured, so a default deployment exposes nothing.
+The service is registered at start (answering UNAVAILABLE until the router is
+loaded), attached to the router once it is, and closed first on shutdown so
+no swap can start while the server drains.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import grpc
+
+from semroute.admin.auth import AdminAuth, server_credentials
+from semroute.admin.registry import IndexRegistry
+from semroute.admin.service import SERVICE_NAME, AdminServicer, shadow_report
+from semroute.admin.shadow import ShadowEvaluator
+from semroute.admin.watcher import BundleWatcher
+from semroute.config import Config, ConfigError
+from semroute.router import Router
+from semroute.v1 import admin_pb2 as apb
+from semroute.v1 import admin_pb2_grpc
+
+log = logging.getLogger("semroute.admin")
+
+
+def _rss_bytes() -> int:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+class Admin:
+    def __init__(self, config: Config, auth: AdminAuth) -> None:
+        self.config = config
+        self.spec = config.admin
+        self.auth = auth
+        self.servicer = AdminServicer(self)
+        self.registry: IndexRegistry | None = None
+        self.shadow: ShadowEvaluator | None = None
+        self.watcher: BundleWatcher | None = None
+        self._server: grpc.aio.Server | None = None
+        self.port: int | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> Admin | None:
+        """The admin side when a token (environment) or mTLS is configured, else None."""
+        spec = config.admin
+        token = os.environ.get(spec.token_env, "").strip() or None
+        read_token = os.environ.get(spec.read_token_env, "").strip() or None
+        if token is None and read_token is None and spec.tls is None:
+            return None
+        try:
+            auth = AdminAuth(
+                token,
+                read_token,
+                token_env=spec.token_env,
+                allowed_common_names=spec.tls.allowed_common_names if spec.tls else (),
+            )
+        except ValueError as e:
+            raise ConfigError(f"admin: {e} (${spec.token_env})") from None
+        return cls(config, auth)
+
+    def _path(self, p: Path | None) -> Path | None:
+        if p is None or p.is_absolute() or self.config.source is None:
+            return p
+        return (self.config.source.parent / p).resolve()
+
+    def register(self, server: grpc.aio.Server) -> tuple[str, ...]:
+        """Add the service to the serving port (unless it has its own); returns its names
+        for reflection."""
+        if self.spec.listen is not None:
+            return ()
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(self.servicer, server)
+        return (SERVICE_NAME,)
+
+    async def start(self) -> None:
+        """Bind the separate admin port, when configured (mTLS lives there)."""
+        if self.spec.listen is None:
+            return
+        server = grpc.aio.server()
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(self.servicer, server)
+        if self.spec.tls is not None:
+            base = self.config.source.parent if self.config.source else None
+            creds = server_credentials(self.spec.tls, base)
+            self.port = server.add_secure_port(self.spec.listen, creds)
+        else:
+            self.port = server.add_insecure_port(self.spec.listen)
+        if not self.port:
+            raise OSError(f"cannot bind the admin port {self.spec.listen}")
+        await server.start()
+        self._server = server
+        log.info(
+            "admin listening",
+            extra={
+                "fields": {
+                    "listen": self.spec.listen,
+                    "port": self.port,
+                    "mtls": bool(self.spec.tls),
+                }
+            },
+        )
+
+    def attach(self, router: Router, servicer: object, index_dir: Path) -> None:
+        """The router is loaded: manage its state from now on (called on the event loop)."""
+        spec = self.spec
+        self.shadow = ShadowEvaluator(router, max_pending=spec.shadow_max_pending)
+        registry = IndexRegistry(
+            router,
+            self.config,
+            spec,
+            self.shadow,
+            staging_root=self._path(spec.staging_dir),
+        )
+        registry.adopt(index_dir)
+        self.registry = registry
+        servicer.shadow = self.shadow  # type: ignore[attr-defined]
+        watch_dir = self._path(spec.watch_dir)
+        if watch_dir is not None:
+            watch_dir.mkdir(parents=True, exist_ok=True)
+            self.watcher = BundleWatcher(
+                registry, watch_dir, interval_s=spec.watch_interval_s, action=spec.watch_action
+            )
+            self.watcher.start()
+
+    async def close(self, grace: float = 1.0) -> None:
+        """Shutdown began: refuse swaps, stop the watcher and shadowing, close the admin port."""
+        if self.registry is not None:
+            self.registry.close()
+        if self.watcher is not None:
+            await self.watcher.stop()
+        if self.shadow is not None:
+            self.shadow.close()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    def status(self) -> apb.GetStatusResponse:
+        reg = self.registry
+        assert reg is not None
+        state = reg.router.state
+        run = reg.shadow.run
+        watch = apb.WatchStatus(**self.watcher.status()) if self.watcher else apb.WatchStatus()
+        return apb.GetStatusResponse(
+            active_version=reg.active,
+            active_config_version=state.config.version,
+            encoder_id=reg.router.encoder.id,
+            previous_version=reg.previous,
+            shadow=shadow_report(run.report()) if run is not None else None,
+            loaded=reg.loaded_count(),
+            draining_versions=reg.draining(),
+            swaps=reg.swaps,
+            last_swap_at=reg.last_swap_at,
+            rejected=reg.rejected,
+            last_error=reg.last_error,
+            shutting_down=reg.closing,
+            watch=watch,
+            rss_bytes=_rss_bytes(),
+        )
