@@ -84,9 +84,9 @@ def choose(
     Returns (chosen, fallbacks, meets_bar, cleared):
     - chosen: index of the model, or -1 when no model is eligible;
     - fallbacks: int32 indices of the other eligible models, in the order a
-      gateway should try them: those clearing the bar before those that do
-      not, other providers before the chosen one's provider, then cheapest
-      first (clearing) or best first (not clearing);
+      gateway should try them: first those clearing the bar, other providers
+      before the chosen one's (an outage takes a whole provider down), then
+      cheapest first; then those below the bar, best first;
     - meets_bar: uint8 per model;
     - cleared: False when no eligible model clears the bar, in which case the
       best eligible model (cheapest among equals) was chosen.
@@ -157,9 +157,9 @@ cdef inline bint _before(
         return meets[a] > meets[b]
     cdef bint a_other = provider[a] != chosen_provider
     cdef bint b_other = provider[b] != chosen_provider
-    if a_other != b_other:
-        return a_other
     if meets[a]:
+        if a_other != b_other:
+            return a_other
         if cost[a] != cost[b]:
             return cost[a] < cost[b]
         return quality[a] > quality[b]

@@ -54,6 +54,14 @@ def test_choose_cheapest_clearing_and_fallback_order() -> None:
     assert fallbacks.tolist() == [3, 4, 2, 0]
 
 
+def test_below_bar_fallbacks_go_best_first_whatever_the_provider() -> None:
+    quality = np.array([0.9, 0.5, 0.7], dtype=np.float32)
+    cost = np.array([5.0, 1.0, 2.0])
+    provider = np.array([0, 1, 0], dtype=np.int32)
+    chosen, fallbacks, _, _ = _policy.choose(quality, cost, np.ones(3, np.uint8), provider, 0.8)
+    assert chosen == 0 and fallbacks.tolist() == [2, 1]
+
+
 def test_choose_takes_best_when_nothing_clears() -> None:
     quality = np.array([0.6, 0.7], dtype=np.float32)
     chosen, fallbacks, _, cleared = _policy.choose(
