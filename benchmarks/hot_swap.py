@@ -555,6 +555,14 @@ def _report(
         "requests": int(near.sum()),
         "latency_us": _pcts((ok[near, 2] - ok[near, 0]) / 1000.0),
     }
+    timeline = []  # per second of the measured run: [second, p99 ms, max ms]
+    sec = ((ok[:, 0] - marks["baseline"]) // 1_000_000_000).astype(np.int64)
+    for t in range(int((marks["end"] - marks["baseline"]) // 1_000_000_000)):
+        lat = (ok[sec == t, 2] - ok[sec == t, 0]) / 1e6
+        if lat.size:
+            timeline.append(
+                [t, round(float(np.percentile(lat, 99)), 1), round(float(lat.max()), 1)]
+            )
     per_swap = []
     for s in swaps:
         w = ok[(ok[:, 0] >= s["start_ns"]) & (ok[:, 0] < s["start_ns"] + window)]
@@ -634,6 +642,12 @@ def _report(
         },
         "phases": phases,
         "per_swap": per_swap,
+        "timeline_p99_max_ms": {
+            "phase_starts_s": {
+                k: round((v - marks["baseline"]) / 1e9, 1) for k, v in marks.items()
+            },
+            "per_second": timeline,
+        },
         "swap_timing_ms": {
             "load_verify_warm": _pcts(load_ms) if load_ms.size else {},
             "admin_rpc_load_activate_unload": _pcts(rpc_ms) if rpc_ms.size else {},
@@ -675,6 +689,8 @@ def _print(result: dict[str, Any]) -> None:
           f"stale {st['stale_after_ack']}/{st['stale_after_ack_checked']}")  # fmt: skip
     print(f"rss MB before swaps {s['rss_mb_before_swaps']}  after {s['rss_mb_after_swaps']}  "
           f"max {s['rss_mb_max_during_swaps']}")  # fmt: skip
+    tl = result["timeline_p99_max_ms"]["per_second"]
+    print("worst seconds [s, p99, max]:", sorted(tl, key=lambda x: -x[2])[:6])
     worst = sorted(result["per_swap"], key=lambda s: -(s["max_ms"] or 0))[:5]
     print("worst swaps:", [(s["k"], s["to"], s["max_ms"]) for s in worst])
     t = result["swap_timing_ms"]["load_verify_warm"]
@@ -694,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--swaps", type=int, default=100)
     ap.add_argument("--swap-interval", type=float, default=1.0, help="seconds between swaps")
-    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--baseline", type=float, default=30.0, help="seconds without swaps first")
     ap.add_argument("--shadow", type=float, default=15.0, help="seconds shadowing B before swaps")
     ap.add_argument("--shadow-rate", type=float, default=0.05)

@@ -243,6 +243,9 @@ class AdminSpec(_Frozen):
     shadow_sample_rate: float = Field(default=0.05, ge=0, le=1)
     # Shadow evaluations queued before further samples are dropped.
     shadow_max_pending: int = Field(default=256, ge=1)
+    # Recent distinct requests (a sample of live traffic) a new index decides
+    # before it is activated, to warm the decision cache for it; 0 = off.
+    prime_cache: int = Field(default=128, ge=0, le=4096)
     # Keep the previously active bundle loaded for an instant rollback.
     keep_previous: bool = True
     # Bundles held in memory at once (active, previous and shadow included).

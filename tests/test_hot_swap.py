@@ -228,3 +228,30 @@ async def test_in_flight_request_finishes_on_the_index_it_started_with(
         st = await status(adm)
         assert not st.draining_versions and st.active_version == b
         assert isinstance(app.servicer.router.state, RoutingState)  # type: ignore[union-attr]
+
+
+async def test_the_new_index_is_warm_in_the_decision_cache_at_the_swap(
+    config: Config, encoder: Any, bundles: Bundles
+) -> None:
+    """Recent live requests are decided by the new index while it loads: after the swap
+    they are answered from the decision cache at once, stamped with the new version."""
+    exp = _expectations(bundles, encoder)
+    b = bundles.version_b
+    async with (
+        running_app(config, encoder, bundles.a) as (app, target),
+        stubs(target) as (
+            adm,
+            rs,
+        ),
+    ):
+        assert app.admin is not None and app.admin.shadow is not None
+        app.admin.shadow._tap_every = 1  # sample every request (the default is 1 in 16)
+        for p in PROMPTS:
+            await rs.Route(pb.RouteRequest(prompt=p, request_id=f"warm-{p}"))
+        r = await adm.LoadIndex(apb.LoadIndexRequest(path=str(bundles.b)), metadata=AUTH)
+        assert r.index.primed_decisions == len(PROMPTS)
+        await adm.ActivateIndex(apb.ActivateIndexRequest(version=b), metadata=AUTH)
+        for p in PROMPTS:
+            d = await rs.Route(pb.RouteRequest(prompt=p, request_id="after"))
+            assert (d.tier, d.index_version, d.request_id) == (pb.TIER_CACHE, b, "after")
+            assert (d.config_version, d.model, d.route) == exp[b][p]

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from semroute.admin import bundles
-from semroute.admin.pipeline import decide
+from semroute.admin.pipeline import Embedding, decide
 from semroute.admin.shadow import ShadowEvaluator
 from semroute.bundle import BundleError, read_manifest
 from semroute.config import AdminSpec, Config, ConfigError, load_config
+from semroute.decision_cache import DecisionCache
 from semroute.router import Router, RoutingState
-from semroute.types import RouteQuery
+from semroute.types import RouteQuery, RoutingError
 
 log = logging.getLogger("semroute.admin")
 
@@ -80,6 +81,9 @@ class Entry:
     loaded_at: str = ""
     index_bytes: int = 0
     seq: int = field(default=0)
+    # Decision-cache entries (key, value) of this state for recent requests,
+    # inserted when it is activated.
+    primed: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 class IndexRegistry:
@@ -111,6 +115,9 @@ class IndexRegistry:
         self._switch_lock = asyncio.Lock()
         self._seq = 0
         self._warm_embeddings: list[Any] | None = None
+        # The serving decision cache, when there is one (set by Admin.attach).
+        self.cache: DecisionCache[bytes] | None = None
+        self._embeddings: OrderedDict[str, Embedding] = OrderedDict()  # admin thread only
 
     # --- queries ----------------------------------------------------------------------
 
@@ -188,10 +195,11 @@ class IndexRegistry:
         async with self._load_lock:
             self._check_open()
             routing = self.router.state.config
+            recent = self.shadow.recent() if self.cache is not None else []
             loop = asyncio.get_running_loop()
             try:
                 entry, already = await loop.run_in_executor(
-                    self._executor, self._load_sync, source, config_path, routing
+                    self._executor, self._load_sync, source, config_path, routing, recent
                 )
             except AdminError as e:
                 raise self._reject(e.code, e.message) from None
@@ -224,7 +232,11 @@ class IndexRegistry:
             return entry, already
 
     def _load_sync(
-        self, source: Path, config_path: str | Path | None, routing: Config
+        self,
+        source: Path,
+        config_path: str | Path | None,
+        routing: Config,
+        recent: list[RouteQuery] | None = None,
     ) -> tuple[Entry, bool]:
         t0 = time.perf_counter()
         staged: Path | None = None
@@ -267,6 +279,7 @@ class IndexRegistry:
                 loaded.state,
             )
             entry.index_bytes = loaded.index_bytes
+            entry.primed = self._prime(loaded.state, recent or [])
             entry.load_ms = (time.perf_counter() - t0) * 1000
             return entry, False
         finally:
@@ -282,6 +295,41 @@ class IndexRegistry:
             d = decide(router, RouteQuery(text=prompt), state, lambda e=emb: e)
             if d.index_version != state.index.version or not d.model:
                 raise BundleError("warm-up decision came out inconsistent; bundle refused")
+
+    def _prime(self, state: RoutingState, queries: list[RouteQuery]) -> list[tuple[bytes, bytes]]:
+        """The new state's decisions for recent live requests, as decision-cache entries.
+
+        Without them, the first requests after a swap all miss the cache (its key
+        holds the index version) and reach the encoder at once.
+        """
+        if not queries:
+            return []
+        from semroute.decision_cache import cache_key
+        from semroute.server.convert import decision_to_proto
+        from semroute.server.service import _template
+
+        router = self.router
+        memo = self._embeddings
+        needed = dict.fromkeys(q.text for q in queries)
+        for text in needed:
+            if text in memo:
+                memo.move_to_end(text)
+        missing = [t for t in needed if t not in memo]
+        if missing:
+            rows = router.encoder.encode(missing)
+            for i, text in enumerate(missing):
+                memo[text] = (rows[i : i + 1], 0)
+        while len(memo) > 4 * len(needed):  # the needed ones are the most recent
+            memo.popitem(last=False)
+        out = []
+        for q in queries:
+            try:
+                d = decide(router, q, state, lambda t=q.text: memo[t])
+            except RoutingError:
+                continue
+            key = cache_key(q, state.policy.knob(q), state.config.version, state.index.version)
+            out.append((key, _template(decision_to_proto(d))))
+        return out
 
     def _entry(
         self,
@@ -361,6 +409,10 @@ class IndexRegistry:
     def _swap(self, entry: Entry, *, push: bool) -> None:
         assert entry.state is not None
         old = self.active
+        if self.cache is not None:  # keyed by the new version: invisible until the swap
+            for key, value in entry.primed:
+                self.cache.put(key, value, len(value))
+        primed, entry.primed = len(entry.primed), []
         self.router.swap(entry.state)  # the only change the serving path sees
         self.active = entry.version
         if push and old:
@@ -372,7 +424,14 @@ class IndexRegistry:
         self.last_swap_at = _now()
         log.info(
             "index activated",
-            extra={"fields": {"version": entry.version, "previous": old, "swaps": self.swaps}},
+            extra={
+                "fields": {
+                    "version": entry.version,
+                    "previous": old,
+                    "swaps": self.swaps,
+                    "primed": primed,
+                }
+            },
         )
         self._trim()
 
@@ -458,4 +517,5 @@ class IndexRegistry:
             "loaded_at": entry.loaded_at,
             "index_bytes": entry.index_bytes if entry.state is not None else 0,
             "self_contained": entry.self_contained,
+            "primed_decisions": len(entry.primed),
         }

@@ -110,7 +110,12 @@ class Admin:
     def attach(self, router: Router, servicer: object, index_dir: Path) -> None:
         """The router is loaded: manage its state from now on (called on the event loop)."""
         spec = self.spec
-        self.shadow = ShadowEvaluator(router, max_pending=spec.shadow_max_pending)
+        cache = getattr(servicer, "cache", None)
+        self.shadow = ShadowEvaluator(
+            router,
+            max_pending=spec.shadow_max_pending,
+            tap_size=spec.prime_cache if cache is not None else 0,
+        )
         registry = IndexRegistry(
             router,
             self.config,
@@ -119,6 +124,7 @@ class Admin:
             staging_root=self._path(spec.staging_dir),
         )
         registry.adopt(index_dir)
+        registry.cache = cache
         self.registry = registry
         servicer.shadow = self.shadow  # type: ignore[attr-defined]
         watch_dir = self._path(spec.watch_dir)
