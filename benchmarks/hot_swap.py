@@ -455,7 +455,7 @@ def _report(
     cpu0: float | None,
     cpu1: float | None,
 ) -> dict[str, Any]:
-    from google.protobuf.json_format import MessageToDict
+    from semroute.admin.cli import to_plain
 
     # Merge the processes' rows into one table with global ids.
     stamps: dict[str, int] = {}
@@ -668,8 +668,8 @@ def _report(
             "us_per_request": round(used / total * 1e6, 1) if used is not None and total else None,
         },
         "tiers": dict(tiers),
-        "shadow": MessageToDict(shadow_report, preserving_proto_field_name=True),
-        "final_status": MessageToDict(status, preserving_proto_field_name=True),
+        "shadow": to_plain(shadow_report),
+        "final_status": to_plain(status),
     }
     return result
 

@@ -155,9 +155,29 @@ def _metadata(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")] if token else []
 
 
+def to_plain(message: Any) -> dict[str, Any]:
+    """A message as JSON-ready data, 64-bit counters as numbers (protobuf's JSON makes
+    them strings)."""
+    from google.protobuf.json_format import MessageToDict
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return int(v) if isinstance(v, str) and v.isdigit() else v
+
+    return fix(
+        MessageToDict(
+            message,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
+    )
+
+
 def _invoke(args: argparse.Namespace, rpc: str, request: Any) -> int:
     import grpc
-    from google.protobuf.json_format import MessageToDict
 
     channel, stub = _stub(args)
     try:
@@ -167,9 +187,7 @@ def _invoke(args: argparse.Namespace, rpc: str, request: Any) -> int:
         return 1
     finally:
         channel.close()
-    doc = MessageToDict(
-        resp, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+    doc = to_plain(resp)
     print(json.dumps(doc, indent=2))
     return 0
 
