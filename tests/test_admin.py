@@ -511,3 +511,44 @@ async def test_memory_returns_after_the_old_index_is_released(
         gc.collect()
         after = _rss()
         assert after - before < 25 * 2**20, (before, loaded, after)
+
+
+async def test_operator_cli_workflow(
+    config: Config,
+    encoder: Any,
+    bundles: Bundles,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's commands: load --shadow, status, activate, rollback, list."""
+    from semroute.admin.cli import main as admin_cli
+
+    loop = asyncio.get_running_loop()
+
+    async def cli(*argv: str) -> dict[str, Any]:
+        capsys.readouterr()
+        code = await loop.run_in_executor(None, admin_cli, list(argv))
+        out = capsys.readouterr().out
+        assert code == 0, out
+        return json.loads(out)
+
+    async with running_app(config, encoder, bundles.a) as (_, target):
+        monkeypatch.setenv("SEMROUTE_ADMIN_TOKEN", TOKEN)
+        t = ("--target", target)
+        r = await cli("load", str(bundles.b_archive), "--shadow", "--rate", "1", *t)
+        assert r["index"]["state"] == "INDEX_STATE_SHADOW" and r["index"]["entries"] > 0
+        st = await cli("status", *t)
+        assert st["shadow"]["candidate_version"] == bundles.version_b
+        assert st["active_version"] == bundles.version_a
+        r = await cli("activate", bundles.version_b, *t)
+        assert (r["active_version"], r["previous_version"]) == (
+            bundles.version_b,
+            bundles.version_a,
+        )
+        r = await cli("rollback", *t)
+        assert r["active_version"] == bundles.version_a
+        listed = await cli("list", *t)
+        assert {i["version"] for i in listed["indexes"]} == {bundles.version_a, bundles.version_b}
+        monkeypatch.setenv("SEMROUTE_ADMIN_TOKEN", "not-the-token-at-all")
+        code = await loop.run_in_executor(None, admin_cli, ["status", *t])
+        assert code == 1 and "UNAUTHENTICATED" in capsys.readouterr().err

@@ -469,6 +469,7 @@ class IndexRegistry:
     def _release(self, entry: Entry) -> None:
         state, entry.state = entry.state, None
         entry.loaded_at = ""
+        entry.primed = []
         if state is not None:
             # A state type without weak references: nothing to track.
             with contextlib.suppress(TypeError):
