@@ -178,6 +178,18 @@ class FastTierSpec(_Frozen):
     min_margin: float = Field(default=0.1, ge=0, le=2)
 
 
+class LearnedSpec(_Frozen):
+    """Learned quality routing: a `semroute train` bundle predicts each model's quality.
+
+    When set, requests that reach the encoder are decided by the predicted
+    quality (reason LEARNED_SCORE) instead of the routes' configured quality;
+    the bundle's model names must be models of the pool.
+    """
+
+    # A `learned` bundle directory; relative to the config file's directory.
+    bundle: Path | None = None
+
+
 class CacheSpec(_Frozen):
     """The exact decision cache in front of the encoder."""
 
@@ -268,6 +280,7 @@ class Config(_Frozen):
     policy: PolicySpec
     encoder: EncoderSpec = EncoderSpec()
     fast_tier: FastTierSpec = FastTierSpec()
+    learned: LearnedSpec = LearnedSpec()
     server: ServerSpec = ServerSpec()
     cache: CacheSpec = CacheSpec()
     response_cache: ResponseCacheSpec = ResponseCacheSpec()
@@ -321,9 +334,13 @@ class Config(_Frozen):
         raise KeyError(name)
 
     def resolved_index_path(self) -> Path:
-        if self.index_path.is_absolute() or self.source is None:
-            return self.index_path
-        return (self.source.parent / self.index_path).resolve()
+        return self.resolve(self.index_path)
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the config, relative to the config file's directory."""
+        if path.is_absolute() or self.source is None:
+            return path
+        return (self.source.parent / path).resolve()
 
 
 def default_config_path() -> Path:

@@ -14,6 +14,7 @@ import numpy as np
 
 from semroute import _policy
 from semroute.config import Config
+from semroute.quality.metrics import pick_models
 from semroute.types import CandidateScore, Preset, RouteQuery, RoutingError
 
 
@@ -86,24 +87,40 @@ class Policy:
         route: str,
         input_tokens: int,
         *,
-        quality: np.ndarray | None = None,
+        learned: tuple[np.ndarray, float] | None = None,
         pinned_model: str | None = None,
     ) -> Choice:
         """Pick a model for a request matched to `route`.
 
-        `quality` overrides the route's configured per-model quality (a learned
-        prediction); `pinned_model` (a rule's model) is chosen if it is eligible.
+        By default each model's quality is the configured one for the route and
+        the knob sets the bar between the route's floor and the best model.
+        `learned` = (predicted quality per pool model, NaN where unknown;
+        tolerance) replaces both: the cheapest eligible model whose predicted
+        quality is within the tolerance of every pricier one's is chosen.
+        `pinned_model` (a rule's model) is chosen if it is eligible.
         """
         r = self.route_pos[route]
-        q = np.ascontiguousarray(self.quality[r] if quality is None else quality, dtype=np.float32)
         out_tokens = query.expected_output_tokens or self._output_tokens[r]
         cost = (input_tokens * self._in_price + out_tokens * self._out_price) / 1e6
         eligible, why = self._eligibility(query, r, cost)
+        if learned is None:
+            q = self.quality[r]
+        else:
+            predicted, tolerance = learned
+            q = np.nan_to_num(predicted, nan=0.0).astype(np.float32)
+            for i in np.flatnonzero(np.isnan(predicted) & eligible):
+                eligible[i] = False
+                why[i] = "not in the learned index"
         if not eligible.any():
             raise RoutingError("FAILED_PRECONDITION", _no_model_message(why, self.model_names))
-        best = float(q[eligible].max())
-        bar = _policy.quality_bar(self.knob(query), self._floor[r], self._target[r], best)
-        pin = self._model_pos[pinned_model] if pinned_model else -1
+        if learned is None:
+            best = float(q[eligible].max())
+            bar = _policy.quality_bar(self.knob(query), self._floor[r], self._target[r], best)
+            pin = self._model_pos[pinned_model] if pinned_model else -1
+        else:
+            idx = np.flatnonzero(eligible)
+            pin = int(idx[pick_models(q[idx][None, :], cost[idx], tolerance)[0]])
+            bar = float(q[pin])
         chosen, fallbacks, meets, cleared = _policy.choose(
             q, cost, eligible.view(np.uint8), self._provider_ids, bar, pin
         )

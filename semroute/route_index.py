@@ -57,9 +57,18 @@ class RouteIndex:
         if index is None:
             raise ValueError("this index bundle has no static-tier index")
         k = min(k, index.ntotal)
+        if k == 0:
+            n = len(embeddings)
+            return np.zeros((n, 0), dtype=np.float32), np.zeros((n, 0), dtype=np.int32)
         scores, ids = index.search(embeddings, k)
         route_ids = np.where(ids >= 0, self.labels[np.maximum(ids, 0)], -1).astype(np.int32)
         return scores, route_ids
+
+
+def _embed(encoder: TextEncoder, texts: list[str]) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    return encoder.encode(texts)
 
 
 def _flat_index(emb: np.ndarray) -> faiss.Index:
@@ -78,10 +87,10 @@ def build_route_index(
     for route_id, route in enumerate(config.routes):
         texts.extend(route.utterances)
         labels.extend([route_id] * len(route.utterances))
-    if not texts:
-        raise BundleError("the config's routes have no utterances to index")
-    index = _flat_index(encoder.encode(texts))
-    static = _flat_index(static_encoder.encode(texts)) if static_encoder is not None else None
+    # A config without utterances (e.g. learned routing only) gets an empty
+    # index: every request then takes the default route.
+    index = _flat_index(_embed(encoder, texts))
+    static = _flat_index(_embed(static_encoder, texts)) if static_encoder is not None else None
 
     def write(tmp: Path) -> None:
         faiss.write_index(index, str(tmp / "index.faiss"))

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from semroute import _policy
+from semroute.bundle import BundleError
 from semroute.config import Config
 from semroute.policy import Choice, Policy
+from semroute.quality.predictor import QualityPredictor
 from semroute.route_index import RouteIndex, TextEncoder, load_route_index
 from semroute.rules import RuleSet
 from semroute.types import Decision, Reason, RouteQuery, Tier, Timing
@@ -40,6 +42,10 @@ class RoutingState:
     rules: RuleSet
     index: RouteIndex
     policy: Policy
+    # Learned per-model quality (config.learned.bundle), and for each pool model
+    # its column in the predictor's output (-1: not in the bundle).
+    predictor: QualityPredictor | None = None
+    learned_columns: np.ndarray | None = None
 
     @classmethod
     def load(
@@ -52,7 +58,10 @@ class RoutingState:
         index = load_route_index(
             index_dir or config.resolved_index_path(), config, encoder, static_encoder
         )
-        return cls(config, RuleSet(config.rules), index, Policy(config))
+        predictor = columns = None
+        if config.learned.bundle is not None:
+            predictor, columns = _load_predictor(config, encoder)
+        return cls(config, RuleSet(config.rules), index, Policy(config), predictor, columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +140,12 @@ class Router:
         """
         state = plan.state
         tier = state.config.fast_tier
-        if self.static_encoder is None or not tier.enabled or state.index.static_index is None:
+        if (
+            self.static_encoder is None
+            or not tier.enabled
+            or state.index.static_index is None
+            or state.predictor is not None  # learned quality needs the encoder's embedding
+        ):
             return None
         t0 = time.perf_counter_ns()
         emb = self.static_encoder.encode([plan.query.text])
@@ -150,7 +164,21 @@ class Router:
             raise ValueError("this plan needs an embedding")
         emb, encode_ns = embedding
         per_route, search_ns = self._route_scores(plan.state, emb, static=False)
-        return self._finish(plan, per_route, Tier.ENCODER, encode_ns, search_ns)
+        learned = self._learned(plan, emb) if plan.state.predictor is not None else None
+        return self._finish(plan, per_route, Tier.ENCODER, encode_ns, search_ns, learned)
+
+    @staticmethod
+    def _learned(plan: Plan, emb: np.ndarray) -> tuple[np.ndarray, float]:
+        """Predicted quality per pool model (NaN where the bundle has none) and the
+        tolerance the request's knob maps to through the bundle's calibration."""
+        state = plan.state
+        predictor, columns = state.predictor, state.learned_columns
+        assert predictor is not None and columns is not None
+        texts = [plan.query.text] if predictor.uses_text else None
+        predicted = predictor.predict(emb, texts)[0]
+        quality = np.where(columns >= 0, predicted[np.maximum(columns, 0)], np.nan)
+        tolerance = predictor.tolerance_for_knob(state.policy.knob(plan.query))
+        return quality, tolerance
 
     @staticmethod
     def _route_scores(
@@ -170,6 +198,7 @@ class Router:
         tier: Tier,
         encode_ns: int,
         search_ns: int,
+        learned: tuple[np.ndarray, float] | None = None,
     ) -> Decision:
         """Match the route (unless a rule decided) and choose the model."""
         state, query = plan.state, plan.query
@@ -186,8 +215,12 @@ class Router:
                 if np.isfinite(per_route[i])
             )
         t0 = time.perf_counter_ns()
-        choice = policy.choose(query, route, plan.input_tokens, pinned_model=plan.rule_model)
+        choice = policy.choose(
+            query, route, plan.input_tokens, learned=learned, pinned_model=plan.rule_model
+        )
         policy_ns = time.perf_counter_ns() - t0
+        if learned is not None:
+            reason = Reason.LEARNED_SCORE
         if not choice.cleared:
             reason = Reason.FALLBACK
         timing = Timing(
@@ -263,3 +296,20 @@ def _top_two(per_route: np.ndarray) -> tuple[float, float]:
         return float(per_route.max(initial=-np.inf)), -np.inf
     second, best = np.partition(per_route, per_route.size - 2)[-2:]
     return float(best), float(second)
+
+
+def _load_predictor(config: Config, encoder: TextEncoder) -> tuple[QualityPredictor, np.ndarray]:
+    """The config's learned bundle, checked against the pool's model names."""
+    assert config.learned.bundle is not None
+    predictor = QualityPredictor.for_encoder(config.resolve(config.learned.bundle), encoder)
+    pool = [m.name for m in config.models]
+    unknown = sorted(set(predictor.models) - set(pool))
+    if unknown:
+        raise BundleError(
+            f"learned bundle {predictor.version} scores models the pool does not have: "
+            f"{', '.join(unknown)} (pool: {', '.join(pool)})"
+        )
+    columns = np.array(
+        [predictor.models.index(m) if m in predictor.models else -1 for m in pool], dtype=np.int64
+    )
+    return predictor, columns
