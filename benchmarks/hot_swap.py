@@ -293,6 +293,7 @@ class AdminClient:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    host = host_info()  # load average before the run, not after it
     token = os.urandom(24).hex()
     os.environ[TOKEN_ENV] = token  # inherited by the server the load generator starts
     work = Path(tempfile.mkdtemp(prefix="hot-swap-"))
@@ -308,7 +309,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"server {handle.target} pid {handle.pid} (start {handle.startup_s:.1f} s)", flush=True)
     admin = AdminClient(handle.target, token)
     try:
-        return _drive(args, handle, admin, bundles, work)
+        result = _drive(args, handle, admin, bundles, work)
+        result["host"] = host
+        return result
     finally:
         admin.channel.close()
         code = stop_server(handle)
