@@ -599,8 +599,9 @@ def _report(
             f"open loop at {args.rate:g} requests/s offered, '{args.mix}' prompt mix "
             f"({args.hit_set} repeated requests for 'hit'): cache-friendly traffic, because "
             "the full encoder path alone cannot do 1,000 requests/s on this 2-core machine; "
-            "each swap changes the decision-cache key (index version), so every request "
-            "template is decided afresh once per version"
+            "each swap changes the decision-cache key (index version): the new index's "
+            "decisions for a sample of recent requests are put in the cache at the swap "
+            "(admin.prime_cache), the rest are decided afresh"
             if args.mix == "hit"
             else f"open loop at {args.rate:g} requests/s offered, '{args.mix}' prompt mix"
         ),
