@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", help="bundle dir (default: the config's index_path)")
     b.set_defaults(func=_index_build)
 
-    _register_quality(sub)
+    _register_tools(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -60,12 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _register_quality(sub: argparse._SubParsersAction) -> None:
-    try:
-        from semroute.quality.cli import register
-    except ImportError:
-        return
-    register(sub)
+def _register_tools(sub: argparse._SubParsersAction) -> None:
+    """The learned-routing tools (train, calibrate, eval) and the admin client."""
+    from semroute.admin.cli import register as register_admin
+    from semroute.quality.cli import register as register_quality
+
+    register_quality(sub)
+    register_admin(sub)
 
 
 def _serve(args: argparse.Namespace) -> int:
