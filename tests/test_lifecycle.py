@@ -117,3 +117,37 @@ async def _health_or_none(port: int) -> int | None:
         return await _health(f"127.0.0.1:{port}")
     except grpc.aio.AioRpcError:
         return None
+
+
+async def test_identical_concurrent_requests_run_the_encoder_once(
+    config: Config,
+    index_dir: Path,
+    router,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    app = App(config, "127.0.0.1", free_port(), index_dir=index_dir)
+    monkeypatch.setattr(app_module, "load_router", lambda cfg, idx=None: router)
+    encoded: list[str] = []
+    real_encode = router.encoder.encode
+
+    def counting_encode(texts):  # type: ignore[no-untyped-def]
+        encoded.extend(texts)
+        return real_encode(texts)
+
+    monkeypatch.setattr(router.encoder, "encode", counting_encode)
+    port = await app.start()
+    await app.load()
+    encoded.clear()  # the warm-up call
+    prompt = "estimate the carbon footprint of shipping a parcel from Lyon to Oslo"
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = router_pb2_grpc.RouterServiceStub(ch)
+            out = await asyncio.gather(
+                *(stub.Route(pb.RouteRequest(prompt=prompt, request_id=str(i))) for i in range(8))
+            )
+    finally:
+        await app.stop(grace=1)
+    assert encoded == [prompt]
+    assert {d.model for d in out} == {out[0].model}
+    assert sorted(d.request_id for d in out) == [str(i) for i in range(8)]
+    assert sum(d.tier == pb.TIER_CACHE for d in out) == 7

@@ -21,10 +21,10 @@ import numpy as np
 from semroute.batcher import MicroBatcher
 from semroute.config import Config
 from semroute.decision_cache import DecisionCache, cache_key
-from semroute.router import Router
+from semroute.router import Router, RoutingState
 from semroute.semantic_cache import SemanticCache
 from semroute.server.convert import decision_to_proto, query_from_proto, response_key_from_proto
-from semroute.types import RoutingError
+from semroute.types import RouteQuery, RoutingError
 from semroute.v1 import router_pb2 as pb
 from semroute.v1 import router_pb2_grpc
 
@@ -48,6 +48,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self._response_limits = rc
         self.responses: SemanticCache[str] | None = None  # made when the encoder is known
         self.batcher: MicroBatcher | None = None
+        # Requests being decided, by cache key: identical ones wait for these.
+        self._leaders: dict[bytes, asyncio.Future[bytes | None]] = {}
         # Set once the model and index are loaded; None means still loading.
         self.router: Router | None = None
         # Set by semroute.admin while a candidate index is shadowed: told of each
@@ -96,39 +98,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         code, message = grpc.StatusCode.OK, ""
         try:
             query = query_from_proto(request, self._limits)
-            state = router.state
-            key = None
-            if self.cache is not None:
-                knob = state.policy.knob(query)
-                key = cache_key(query, knob, state.config.version, state.index.version)
-                cached = self.cache.get(key)
-                if cached is not None:
-                    if self.shadow is not None:
-                        self.shadow.observe(query, state)
-                    return _from_cache(cached, query.request_id, t0)
-            plan = router.plan(query, state)
-            embedding = None  # the encoder's, when it ran (the shadow reuses it)
-            decision = router.fast_decide(plan) if plan.needs_encoder else None
-            if decision is None:
-                embedding = None
-                if plan.needs_encoder:
-                    if batcher.queued >= batcher.max_queue:
-                        raise RoutingError(
-                            "RESOURCE_EXHAUSTED",
-                            f"{batcher.queued} requests are waiting for the encoder; "
-                            "retry with backoff",
-                        )
-                    embedding = await batcher.embed(query.text)
-                decision = router.decide(plan, embedding)
-            response = decision_to_proto(decision)
-            if key is not None:
-                blob = _template(response)
-                self.cache.put(key, blob, len(blob))  # type: ignore[union-attr]
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("decision", extra={"fields": _log_fields(decision, query.tenant)})
-            if self.shadow is not None:
-                self.shadow.observe(query, state, embedding)
-            return response
+            return await self._cached_or_decided(router, batcher, query, t0)
         except RoutingError as e:
             code, message = grpc.StatusCode[e.code], e.message
         except asyncio.CancelledError:
@@ -141,6 +111,59 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             self._inflight -= 1
         await context.abort(code, message)
         raise AssertionError("unreachable: abort raises")
+
+    async def _cached_or_decided(
+        self, router: Router, batcher: MicroBatcher, query: RouteQuery, t0: int
+    ) -> pb.RouteDecision:
+        """The cached decision for this request, else a new one (then cached).
+
+        Identical requests arriving while one of them is being decided wait for
+        that one's decision instead of each running the encoder (single flight).
+        """
+        state = router.state  # captured once: the decision and its cache key agree
+        if self.cache is None:
+            return await self._decide(router, batcher, state, query)
+        key = cache_key(query, state.policy.knob(query), state.config.version, state.index.version)
+        blob = self.cache.get(key)
+        if blob is None and (leader := self._leaders.get(key)) is not None:
+            blob = await asyncio.shield(leader)  # None: the leader failed, decide ourselves
+        if blob is not None:
+            if self.shadow is not None:
+                self.shadow.observe(query, state)
+            return _from_cache(blob, query.request_id, t0)
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._leaders[key] = future
+        try:
+            response = await self._decide(router, batcher, state, query)
+            blob = _template(response)
+            self.cache.put(key, blob, len(blob))
+            return response
+        finally:
+            del self._leaders[key]
+            future.set_result(blob)
+
+    async def _decide(
+        self, router: Router, batcher: MicroBatcher, state: RoutingState, query: RouteQuery
+    ) -> pb.RouteDecision:
+        """Rules, then the fast tier, then the encoder (micro-batched) and the policy."""
+        plan = router.plan(query, state)
+        embedding = None  # the encoder's, when it ran (the shadow reuses it)
+        decision = router.fast_decide(plan) if plan.needs_encoder else None
+        if decision is None:
+            if plan.needs_encoder:
+                if batcher.queued >= batcher.max_queue:
+                    raise RoutingError(
+                        "RESOURCE_EXHAUSTED",
+                        f"{batcher.queued} requests are waiting for the encoder; "
+                        "retry with backoff",
+                    )
+                embedding = await batcher.embed(query.text)
+            decision = router.decide(plan, embedding)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("decision", extra={"fields": _log_fields(decision, query.tenant)})
+        if self.shadow is not None:
+            self.shadow.observe(query, state, embedding)
+        return decision_to_proto(decision)
 
     async def LookupResponse(
         self, request: pb.LookupResponseRequest, context: grpc.aio.ServicerContext
