@@ -117,7 +117,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="router to evaluate (default: learned)",
     )
     p.add_argument(
-        "--random-seeds", type=int, default=10, help="seeds for the random router (>= 10)"
+        "--random-seeds", type=int, default=100, help="seeds for the random router (>= 10)"
     )
     p.add_argument("--out-json", help="write the summary JSON here")
     p.add_argument("--out-png", help="write the curves plot here")

@@ -217,7 +217,9 @@ def _two_model(
         {
             key: float(np.nanmean([r.operating_points[i].get(key, np.nan) for r in reps]))
             for key in reps[0].operating_points[i]
+            if key != "pgr_target"
         }
+        | {"pgr_target": reps[0].operating_points[i]["pgr_target"]}
         for i in range(len(reps[0].operating_points))
     ]
     routers["random"] = {
@@ -305,7 +307,7 @@ def summarize(
     *,
     protocol: dict[str, Any],
     router_name: str = "learned",
-    random_seeds: int = 10,
+    random_seeds: int = 100,
     seed: int = 0,
 ) -> dict[str, Any]:
     price_vec = np.array([prices[m] for m in ds.models], dtype=np.float64)

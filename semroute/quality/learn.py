@@ -17,6 +17,7 @@ under the cost-quality curve for more.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -30,7 +31,12 @@ from semroute.quality.metrics import (
     strong_share_curve,
 )
 
-K_GRID: tuple[int, ...] = (5, 10, 20, 40, 80, 160)
+K_GRID: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
+# The fallback when tuning does not clearly pay: the untuned reference vote.
+DEFAULT_K = 100
+DEFAULT_POWER = 1.0
+# Below this many training prompts the search is cross-validated before it is trusted.
+VALIDATE_BELOW = 1000
 # Neighbour weights are max(sim, 0) ** power: 0 = a plain vote, 1 = weights proportional to the
 # cosine similarity (the reference baseline), large powers approach exp((sim - 1) * power).
 POWER_GRID: tuple[float, ...] = (0.0, 1.0, 4.0, 16.0, 64.0)
@@ -94,36 +100,48 @@ def knn_vote(
 # logistic head
 
 
+def single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
+    """Run BLAS on one thread: the optimisers' many small vector operations otherwise spend
+    their time in thread hand-offs, by an order of magnitude on a busy shared machine."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional: only slower without it
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 def fit_logistic(
-    x: np.ndarray, y: np.ndarray, l2: float, iters: int = 25, tol: float = 1e-6
+    x: np.ndarray, y: np.ndarray, l2: float, max_iter: int = 300
 ) -> tuple[np.ndarray, np.ndarray]:
     """Independent L2-regularised logistic regressions (one per column of ``y``, soft labels
-    allowed) by Newton's method. Returns (W (d, m), b (m,))."""
-    n, d = x.shape
+    allowed), by L-BFGS: matrix-vector products only, no d x d solves (which crawl when a
+    shared machine oversubscribes BLAS threads). Returns (W (d, m), b (m,))."""
+    from scipy.optimize import minimize
+
+    d = x.shape[1]
     m = y.shape[1]
-    xa = np.concatenate([x.astype(np.float64), np.ones((n, 1))], axis=1)
-    reg = np.full(d + 1, l2)
-    reg[-1] = 1e-6  # barely regularise the bias
+    xd = np.ascontiguousarray(x, dtype=np.float64)
     w_all = np.zeros((d + 1, m))
     for j in range(m):
         t = y[:, j].astype(np.float64)
         mean = np.clip(t.mean(), 1e-3, 1 - 1e-3)
-        w = np.zeros(d + 1)
-        w[-1] = np.log(mean / (1 - mean))
-        for _ in range(iters):
-            p = _sigmoid(xa @ w)
-            grad = xa.T @ (p - t) + reg * w
-            h = (xa * (p * (1 - p))[:, None]).T @ xa
-            h[np.diag_indices_from(h)] += reg
-            step = np.linalg.solve(h, grad)
-            w -= step
-            if np.max(np.abs(step)) < tol:
-                break
-        w_all[:, j] = w
+        theta0 = np.zeros(d + 1)
+        theta0[-1] = np.log(mean / (1 - mean))
+
+        def loss(theta: np.ndarray, t: np.ndarray = t) -> tuple[float, np.ndarray]:
+            w, b = theta[:d], theta[d]
+            z = xd @ w + b
+            g = _sigmoid(z) - t
+            value = np.logaddexp(0.0, z).sum() - t @ z + 0.5 * l2 * (w @ w)
+            return float(value), np.concatenate([xd.T @ g + l2 * w, [g.sum()]])
+
+        with single_threaded_blas():
+            res = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+        w_all[:, j] = res.x
     return w_all[:-1].astype(np.float32), w_all[-1].astype(np.float32)
 
 
@@ -246,23 +264,32 @@ def search_hyper(
     text_l2_grid: Sequence[float] = TEXT_L2_GRID,
     use_text: bool = True,
     blend_step: float = 0.1,
+    validate: bool | None = None,
+    max_repeats: int = 8,
     progress: bool = True,
 ) -> tuple[Hyper, dict[str, Any], np.ndarray]:
     """Choose every hyper-parameter by an inner cross-validation on the given (training) data
     only: out-of-fold predictions for each candidate, scored with :func:`routing_objective`.
     Each estimator's own setting is chosen first, then the blend weights on a simplex grid.
+
+    Picking the best of ~100 candidates on the same folds flatters the winner; on small sets
+    (``validate``, default: below VALIDATE_BELOW prompts) that optimism can exceed the real
+    gain, so the whole search is itself cross-validated inside the training data and the tuned
+    blend is kept only if it beats the untuned reference vote on prompts the search never saw.
     Returns (hyper, search report, the chosen blend's out-of-fold predictions)."""
     n, m = y.shape
     if inner_folds is None:
         inner_folds = 5 if n < 2000 else 3
     n_inner = min(inner_folds, len(set(prompts)))
     # Small sets: repeat the inner split so the choice does not hang on one lucky partition.
-    repeats = int(np.clip(round(500 / max(n, 1)), 1, 8))
+    repeats = int(np.clip(round(500 / max(n, 1)), 1, max_repeats))
     splits = [
         (r, f) for r in range(repeats) for f in grouped_folds(prompts, n_inner, seed=seed + r)
     ]
     kmax = min(max(k_grid), n - max(len(f) for _, f in splits))
-    k_grid = sorted({min(k, kmax) for k in k_grid})
+    k_default = min(DEFAULT_K, kmax)
+    k_grid = sorted({min(k, kmax) for k in (*k_grid, k_default)})
+    power_grid = sorted({*power_grid, DEFAULT_POWER})
     shape = (repeats, n, m)
     knn_oof = {(k, t): np.zeros(shape, np.float32) for k in k_grid for t in power_grid}
     emb_oof = {l2: np.zeros(shape, np.float32) for l2 in emb_l2_grid}
@@ -289,8 +316,11 @@ def search_hyper(
                 w, b = tx.fit_sparse_logistic(ftr, y[train], l2)
                 text_oof[l2][r, test] = tx.predict_sparse_logistic(fte, w, b)
 
+    def per_split(p: np.ndarray) -> np.ndarray:
+        return np.array([routing_objective(p[r][t], y[t], prices, tokens[t]) for r, t in splits])
+
     def obj(p: np.ndarray) -> float:
-        return float(np.mean([routing_objective(q, y, prices, tokens) for q in p]))
+        return float(per_split(p).mean())
 
     knn_scores = {key: obj(p) for key, p in knn_oof.items()}
     emb_scores = {l2: obj(p) for l2, p in emb_oof.items()}
@@ -313,18 +343,75 @@ def search_hyper(
         blends.append((obj(p), wk, -(wt > 0) - (we > 0), we, wt))
     best = max(blends)
     _, wk, _, we, wt = best
-    hyper = Hyper(k=kb, power=tb, emb_l2=eb, text_l2=txb, w_knn=wk, w_emb=we, w_text=wt)
-    oof = (wk * parts[0] + we * parts[1] + wt * parts[2])[0].astype(np.float32)
+    chosen = wk * parts[0] + we * parts[1] + wt * parts[2]
+    # the final model sees all n prompts: the reference vote then uses min(DEFAULT_K, n)
+    reference = Hyper(k=min(DEFAULT_K, n), power=DEFAULT_POWER, emb_l2=eb, text_l2=txb)
+    tuned_hyper = Hyper(k=kb, power=tb, emb_l2=eb, text_l2=txb, w_knn=wk, w_emb=we, w_text=wt)
+    if validate is None:
+        validate = n < VALIDATE_BELOW
+    check: dict[str, Any] = {}
+    tuned = True
+    if validate:
+        grids = dict(
+            k_grid=k_grid,
+            power_grid=power_grid,
+            emb_l2_grid=emb_l2_grid,
+            text_l2_grid=text_l2_grid,
+            use_text=use_text,
+            blend_step=blend_step,
+        )
+        check = _validate_search(x, y, prompts, prices, tokens, n_inner, seed, grids)
+        tuned = check["tuned_objective"] > check["reference_objective"]
+    if tuned:
+        hyper, oof = tuned_hyper, chosen[0].astype(np.float32)
+    else:
+        hyper, oof = reference, knn_oof[(k_default, DEFAULT_POWER)][0].astype(np.float32)
     report = {
         "inner_folds": n_inner,
         "inner_repeats": repeats,
         "objective": "area_under_quality_vs_strong_share" if m == 2 else "area_under_cost_quality",
         "best_objective": best[0],
+        "reference_objective": obj(knn_oof[(k_default, DEFAULT_POWER)]),
+        "validation": check,
+        "tuned": tuned,
         "knn": [{"k": k, "power": t, "objective": v} for (k, t), v in knn_scores.items()],
         "emb_head": [{"l2": k, "objective": v} for k, v in emb_scores.items()],
         "text_head": [{"l2": k, "objective": v} for k, v in text_scores.items()],
     }
     return hyper, report, oof
+
+
+def _validate_search(
+    x: np.ndarray,
+    y: np.ndarray,
+    prompts: Sequence[str],
+    prices: np.ndarray,
+    tokens: np.ndarray,
+    n_folds: int,
+    seed: int,
+    grids: dict[str, Any],
+) -> dict[str, float]:
+    """Cross-validate the search itself: held-out objective of (search + fit) vs the reference."""
+    n, m = y.shape
+    tuned_pred = np.zeros((n, m), np.float32)
+    ref_pred = np.zeros((n, m), np.float32)
+    for test in grouped_folds(prompts, n_folds, seed=seed + 1000):
+        train = np.setdiff1d(np.arange(n), test)
+        p_tr = [prompts[i] for i in train]
+        hyper, _, _ = search_hyper(
+            x[train], y[train], p_tr, prices, tokens[train], inner_folds=n_folds, seed=seed,
+            validate=False, max_repeats=2, progress=False, **grids,
+        )  # fmt: skip
+        tuned_pred[test] = fit_fixed(x[train], y[train], p_tr, hyper).predict(
+            x[test], [prompts[i] for i in test]
+        )
+        k = min(DEFAULT_K, len(train))
+        sims, idx = topk_neighbours(x[test], x[train], k)
+        ref_pred[test] = knn_vote(sims, idx, y[train], k, DEFAULT_POWER, y[train].mean(axis=0))
+    return {
+        "tuned_objective": routing_objective(tuned_pred, y, prices, tokens),
+        "reference_objective": routing_objective(ref_pred, y, prices, tokens),
+    }
 
 
 def fit_with_search(

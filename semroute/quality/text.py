@@ -122,6 +122,8 @@ def fit_sparse_logistic(
     the hashed features. Returns (W (N_FEATURES, m) float32, b (m,) float32)."""
     from scipy.optimize import minimize
 
+    from semroute.quality.learn import single_threaded_blas
+
     m = y.shape[1]
     w_out = np.zeros((N_FEATURES, m), dtype=np.float32)
     b_out = np.zeros(m, dtype=np.float32)
@@ -148,9 +150,10 @@ def fit_sparse_logistic(
             gw = np.bincount(cols, weights=vals * g[row_of], minlength=d) + l2 * w
             return float(ll.sum() + 0.5 * l2 * (w @ w)), np.concatenate([gw, [g.sum()]])
 
-        res = minimize(
-            loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", options={"maxiter": max_iter}
-        )
+        with single_threaded_blas():
+            res = minimize(
+                loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", options={"maxiter": max_iter}
+            )
         w_out[used, j] = res.x[:d]
         b_out[j] = res.x[d]
     return w_out, b_out
