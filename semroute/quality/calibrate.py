@@ -142,4 +142,5 @@ def update_manifest_calibration(bundle_dir: Path, calibration: dict[str, Any]) -
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".json")
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)

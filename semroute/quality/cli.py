@@ -220,6 +220,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_figures(path: str) -> dict[str, Any]:
+    """Headline figures of an evaluation summary, for the bundle manifest."""
+    from semroute.quality.gate import flatten
+
+    summary = json.loads(Path(path).read_text())
+    figures = flatten(summary)
+    keep = ("apgr", "cpt50", "cpt80", "pgr80.cost_saved", "area")
+    return {
+        "source": path,
+        "protocol": summary.get("protocol", {}),
+        "n": summary.get("n"),
+        "figures": {k: v for k, v in figures.items() if k.endswith(keep)},
+    }
+
+
 def _read_prompts(path: str, column: str) -> list[str]:
     p = Path(path)
     if p.is_dir() or p.suffix.lower() == ".csv":

@@ -38,7 +38,18 @@ __all__ = ["KIND", "BundleError", "QualityPredictor"]
 class QualityPredictor:
     """Predicts per-model quality for embedded prompts; immutable after loading."""
 
-    def __init__(self, bundle_dir: str | Path, *, encoder_id: str, dim: int) -> None:
+    def __init__(
+        self,
+        bundle_dir: str | Path,
+        *,
+        encoder_id: str,
+        dim: int,
+        search_threads: int | None = 1,
+    ) -> None:
+        """Load and verify a bundle. ``search_threads`` sets FAISS's OpenMP threads for the
+        whole process (None leaves them alone): per-request searches are single queries, and
+        on a busy 2-core box a multi-threaded flat search of 14k vectors takes ~8 ms instead
+        of ~0.5 ms."""
         self.bundle_dir = Path(bundle_dir)
         # Verifies the kind, the encoder (id and dim) and every file's checksum.
         self.manifest: dict[str, Any] = read_manifest(
@@ -67,6 +78,8 @@ class QualityPredictor:
             raise BundleError(f"{self.bundle_dir}: index and scores disagree with the manifest")
         if self.scores.shape[1] != len(self.models):
             raise BundleError(f"{self.bundle_dir}: scores.npy has {self.scores.shape[1]} models")
+        if search_threads is not None:
+            faiss.omp_set_num_threads(search_threads)
         if hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = max(64, 2 * self.k)
         self.emb_w = self.emb_b = self.idf = self.text_w = self.text_b = None
@@ -80,9 +93,16 @@ class QualityPredictor:
         self._price_vec = np.array([self.prices.get(x, np.nan) for x in self.models])
 
     @classmethod
-    def for_encoder(cls, bundle_dir: str | Path, encoder: Any) -> QualityPredictor:
+    def for_encoder(
+        cls, bundle_dir: str | Path, encoder: Any, *, search_threads: int | None = 1
+    ) -> QualityPredictor:
         """Load a bundle for a running encoder (anything with ``.id`` and ``.dim``)."""
-        return cls(bundle_dir, encoder_id=str(encoder.id), dim=int(encoder.dim))
+        return cls(
+            bundle_dir,
+            encoder_id=str(encoder.id),
+            dim=int(encoder.dim),
+            search_threads=search_threads,
+        )
 
     def predict(self, embeddings: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
         """(n, dim) normalised embeddings -> (n, n_models) float32 predicted quality in [0, 1].
@@ -120,6 +140,21 @@ class QualityPredictor:
         total = sum(w for w, _ in parts)
         out = sum(w * p for w, p in parts) / total
         return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+    def align(self, pool_models: Sequence[str]) -> np.ndarray:
+        """For each model of a serving pool, its column in :meth:`predict`'s output (-1 when
+        the bundle has no labels for it). Names match exactly, else by a unique
+        case-insensitive substring either way (``gpt-4`` ~ ``gpt-4-1106-preview``)."""
+        out = np.full(len(pool_models), -1, dtype=np.int64)
+        for i, name in enumerate(pool_models):
+            if name in self.models:
+                out[i] = self.models.index(name)
+                continue
+            low = name.lower()
+            hits = [j for j, m in enumerate(self.models) if low in m.lower() or m.lower() in low]
+            if len(hits) == 1:
+                out[i] = hits[0]
+        return out
 
     @property
     def uses_text(self) -> bool:
