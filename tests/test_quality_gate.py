@@ -86,3 +86,27 @@ def test_gate_rules() -> None:
     assert not results[("router.cpt50", "baseline")]  # 0.25 > 0.20 + 0.02
     with pytest.raises(KeyError, match="unknown metric"):
         check(summary, {"require": {"router.nope": {"min": 0}}})
+
+
+def test_train_and_calibrate_cli_end_to_end(cache_dir: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from semroute.encoder import Encoder, default_model_dir
+    from semroute.quality.predictor import QualityPredictor
+
+    bundle = tmp_path / "learned"
+    train_args = [a for a in ARGS if a not in ("--folds", "5")]
+    assert main(["train", *train_args, "--cache-dir", str(cache_dir), "--out", str(bundle)]) == 0
+    sample = tmp_path / "sample.txt"
+    sample.write_text("What is a neural network?\nWho wrote the Federalist Papers?\n" * 10)
+    cal_args = ["--bundle", str(bundle), "--prompts", str(sample), "--strong-share", "0.5"]
+    rc = main(["calibrate", *cal_args, "--cache-dir", str(cache_dir), "--no-progress"])
+    assert rc == 0
+    assert "calibrated" in capsys.readouterr().out
+    enc = Encoder(default_model_dir(), device="cpu")
+    pred = QualityPredictor.for_encoder(bundle, enc)
+    cal = pred.manifest["calibration"]
+    assert cal["traffic"]["target_share"] == 0.5 and len(cal["knob_table"]) == 21
+    q = pred.predict(enc.encode(["Prove that the square root of 2 is irrational."]))
+    assert q.shape == (1, 2) and pred.models[1] == "gpt-4-1106-preview"
+    aligned = pred.align(["gpt-4", "mixtral", "claude"])
+    assert aligned.tolist() == [1, 0, -1]
+    assert 0.0 <= pred.tolerance_for_knob(0.5) <= 1.0
