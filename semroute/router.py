@@ -303,13 +303,12 @@ def _load_predictor(config: Config, encoder: TextEncoder) -> tuple[QualityPredic
     assert config.learned.bundle is not None
     predictor = QualityPredictor.for_encoder(config.resolve(config.learned.bundle), encoder)
     pool = [m.name for m in config.models]
-    unknown = sorted(set(predictor.models) - set(pool))
+    columns = predictor.align(pool)
+    # A bundle model no pool model stands for is most likely a misspelt name.
+    unknown = sorted(set(predictor.models) - {predictor.models[c] for c in columns if c >= 0})
     if unknown:
         raise BundleError(
             f"learned bundle {predictor.version} scores models the pool does not have: "
             f"{', '.join(unknown)} (pool: {', '.join(pool)})"
         )
-    columns = np.array(
-        [predictor.models.index(m) if m in predictor.models else -1 for m in pool], dtype=np.int64
-    )
     return predictor, columns
