@@ -349,8 +349,26 @@ def default_config_path() -> Path:
 
 
 def load_config(path: str | Path | None = None) -> Config:
-    """Read, parse and validate a YAML config; raise ConfigError naming what is wrong."""
+    """Read, parse and validate a YAML config; raise ConfigError naming what is wrong.
+
+    A config may start with `extends: OTHER.yaml` (relative to itself): it is
+    then OTHER with these sections merged over it (mappings merge key by key,
+    anything else replaces).
+    """
     p = Path(path) if path is not None else default_config_path()
+    data, digest = _read_yaml(p, seen=())
+    data["version"] = digest.hexdigest()[:16]
+    data["source"] = p.resolve()
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{p}: invalid config:\n{_describe(e)}") from None
+
+
+def _read_yaml(p: Path, seen: tuple[Path, ...]) -> tuple[dict, hashlib._Hash]:
+    """A config file's mapping with its `extends` chain merged in, and a digest of all of it."""
+    if p.resolve() in seen:
+        raise ConfigError(f"{p}: `extends` loops back to itself")
     try:
         raw = p.read_bytes()
     except OSError as e:
@@ -361,12 +379,24 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{p}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections")
-    data["version"] = hashlib.sha256(raw).hexdigest()[:16]
-    data["source"] = p.resolve()
-    try:
-        return Config.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(f"{p}: invalid config:\n{_describe(e)}") from None
+    base = data.pop("extends", None)
+    if base is None:
+        return data, hashlib.sha256(raw)
+    if not isinstance(base, str):
+        raise ConfigError(f"{p}: extends must be a file name")
+    merged, digest = _read_yaml(p.parent / base, (*seen, p.resolve()))
+    digest.update(raw)
+    return _merge(merged, data), digest
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _describe(e: ValidationError) -> str:
