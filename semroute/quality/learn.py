@@ -1,18 +1,20 @@
 """The learners behind the quality predictor, and their hyper-parameter search.
 
-Two estimators of each model's quality on a prompt, both over the encoder's normalised
-embeddings:
+Three estimators of each model's quality on a prompt:
 
-* a similarity-weighted nearest-neighbour vote: the k most similar labelled prompts, weights
-  ``max(sim, 0) ** power``, shrunk towards the training mean with one pseudo-count;
-* a logistic head per model (L2-regularised, fitted by Newton's method on soft labels).
+* a similarity-weighted nearest-neighbour vote over the encoder's normalised embeddings: the
+  k most similar labelled prompts, weights ``max(sim, 0) ** power``, shrunk towards the
+  training mean with one pseudo-count;
+* a logistic head per model on the embedding (L2-regularised, L-BFGS, soft labels);
+* a logistic head per model on hashed word uni/bigrams of the prompt text
+  (:mod:`semroute.quality.text`).
 
-plus, when the prompt text is at hand, a logistic head on hashed word n-grams
-(:mod:`semroute.quality.text`). The served prediction is a convex blend of the three. Every
-hyper-parameter (k, power, both L2 strengths, the blend weights) is chosen by an inner k-fold
-cross-validation on the training data only (repeated over several splits when the data is
-small), maximising the routing objective itself: APGR for two models, the normalised area
-under the cost-quality curve for more.
+The served prediction is a convex blend of the three. Every hyper-parameter (k, power, both
+L2 strengths, the blend weights) is chosen by an inner k-fold cross-validation on the training
+data only (repeated over several splits when the data is small), maximising the routing
+objective itself: the area under quality vs strong share for two models (APGR up to an affine
+map), the area under the cost-quality frontier for more. On small sets the search is itself
+cross-validated and falls back to the untuned reference vote unless it wins there.
 """
 
 from __future__ import annotations
