@@ -58,6 +58,12 @@ def _common_data(p: argparse.ArgumentParser) -> None:
 
 def _common_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-dir", help="encoder model dir (default: the bundled encoder)")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        help="encoder truncation; default: the serving config's encoder.max_tokens "
+        "(--config or the default config), so training embeds prompts as the server will",
+    )
     p.add_argument("--cache-dir", default="var/cache", help="embedding cache (default: var/cache)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -80,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common_fit(p)
     p.add_argument(
         "--out", default=str(DEFAULT_BUNDLE), help=f"bundle dir (default: {DEFAULT_BUNDLE})"
+    )
+    p.add_argument(
+        "--eval-json", help="a `semroute eval --out-json` summary to record in the manifest"
     )
     p.set_defaults(func=cmd_train)
 
@@ -129,10 +138,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def _served_max_tokens(args: argparse.Namespace) -> int | None:
+    if args.max_tokens:
+        return int(args.max_tokens)
+    try:
+        from semroute.config import load_config
+
+        return int(load_config(getattr(args, "config", None)).encoder.max_tokens)
+    except Exception:  # no usable serving config: the encoder's own default
+        return None
+
+
 def _encoder(args: argparse.Namespace) -> Any:
     from semroute.encoder import Encoder, default_model_dir
 
-    return Encoder(Path(args.model_dir) if args.model_dir else default_model_dir(), device="cpu")
+    model_dir = Path(args.model_dir) if args.model_dir else default_model_dir()
+    return Encoder(model_dir, device="cpu", max_tokens=_served_max_tokens(args))
 
 
 def _load(args: argparse.Namespace, path: str) -> Any:
@@ -209,6 +230,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         encoder_id=enc.id,
         dim=enc.dim,
         data_source=str(args.data),
+        encoder_max_tokens=int(enc.max_tokens),
+        eval_summary=_eval_figures(args.eval_json) if args.eval_json else None,
     )
     h = fitted.hyper
     print(
@@ -329,6 +352,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "data": args.data,
         "exclude": args.exclude,
         "encoder_id": enc.id,
+        "encoder_max_tokens": int(enc.max_tokens),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     summary = evaluate.summarize(

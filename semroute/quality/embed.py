@@ -1,8 +1,9 @@
 """Embedding labelled prompts in batches, with an on-disk cache.
 
-The cache key is (encoder id, sha256 of the prompts in order), so a repeated evaluation of the
-same data with the same encoder never re-embeds; a different encoder or any changed prompt gets
-a new entry. Entries hold the embeddings and the prompts' token counts (for cost figures).
+The cache key is (encoder id and truncation length, sha256 of the prompts in order), so a
+repeated evaluation of the same data with the same encoder never re-embeds; a different encoder
+or any changed prompt gets a new entry. Entries hold the embeddings and the prompts' token
+counts (for cost figures).
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def embed_prompts(
     desc: str = "embedding",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings (n, dim) float32, token counts (n,) int64), from the cache when possible."""
-    path = cache_path(cache_dir, encoder.id, prompts) if cache_dir is not None else None
+    # the truncation length changes long prompts' embeddings: part of the key
+    key = f"{encoder.id}|max_tokens={getattr(encoder, 'max_tokens', '')}"
+    path = cache_path(cache_dir, key, prompts) if cache_dir is not None else None
     if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as z:
             if str(z["encoder_id"]) == encoder.id and z["emb"].shape == (len(prompts), encoder.dim):

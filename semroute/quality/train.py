@@ -82,6 +82,7 @@ def write_learned_bundle(
     encoder_id: str,
     dim: int,
     data_source: str = "",
+    encoder_max_tokens: int | None = None,
     eval_summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the bundle for a fitted predictor; returns its manifest."""
@@ -111,6 +112,7 @@ def write_learned_bundle(
     meta = {
         "encoder_id": encoder_id,
         "dim": int(dim),
+        "encoder_max_tokens": encoder_max_tokens,
         "models": list(ds.models),
         "prices": {m: float(prices[m]) for m in ds.models},
         "predictor": {
