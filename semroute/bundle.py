@@ -70,8 +70,8 @@ def write_bundle(
         raise
 
 
-def read_manifest(bundle_dir: Path, *, kind: str, encoder_id: str, dim: int) -> dict[str, Any]:
-    """Load and verify a bundle's manifest and files; raise BundleError saying what is wrong."""
+def parse_manifest(bundle_dir: Path) -> dict[str, Any]:
+    """A bundle's manifest, parsed but not verified; BundleError when there is none."""
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / MANIFEST
     if not bundle_dir.is_dir():
@@ -84,7 +84,17 @@ def read_manifest(bundle_dir: Path, *, kind: str, encoder_id: str, dim: int) -> 
         raise BundleError(f"{bundle_dir}: no {MANIFEST}; not a bundle, or half-written") from None
     except (OSError, ValueError) as e:
         raise BundleError(f"{path}: unreadable manifest: {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: not a bundle manifest")
+    return manifest
+
+
+def read_manifest(bundle_dir: Path, *, kind: str, encoder_id: str, dim: int) -> dict[str, Any]:
+    """Load and verify a bundle's manifest and files; raise BundleError saying what is wrong."""
+    bundle_dir = Path(bundle_dir)
+    path = bundle_dir / MANIFEST
+    manifest = parse_manifest(bundle_dir)
+    if manifest.get("format") != FORMAT:
         raise BundleError(f"{path}: unsupported bundle format {manifest.get('format')!r}")
     if manifest.get("kind") != kind:
         raise BundleError(f"{bundle_dir}: a {manifest.get('kind')!r} bundle, expected {kind!r}")

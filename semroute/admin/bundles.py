@@ -16,7 +16,6 @@ registry.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tarfile
@@ -30,7 +29,7 @@ from typing import Any, Protocol
 import yaml
 from pydantic import ValidationError
 
-from semroute.bundle import MANIFEST, BundleError, write_bundle
+from semroute.bundle import MANIFEST, BundleError, parse_manifest, write_bundle
 from semroute.config import Config, ConfigError, load_config
 from semroute.route_index import KIND as ROUTES_KIND
 from semroute.route_index import TextEncoder, build_route_index
@@ -51,17 +50,9 @@ def is_archive(path: Path) -> bool:
 
 def peek_manifest(bundle_dir: Path) -> dict[str, Any]:
     """The manifest, parsed but not verified (to pick the loader and spot a known version)."""
-    path = Path(bundle_dir) / MANIFEST
-    if not Path(bundle_dir).is_dir():
-        raise BundleError(f"{bundle_dir}: not a bundle directory")
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BundleError(f"{bundle_dir}: no {MANIFEST}; not a bundle, or half-written") from None
-    except (OSError, ValueError) as e:
-        raise BundleError(f"{path}: unreadable manifest: {e}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("version"), str):
-        raise BundleError(f"{path}: not a bundle manifest (no version)")
+    manifest = parse_manifest(bundle_dir)
+    if not isinstance(manifest.get("version"), str):
+        raise BundleError(f"{Path(bundle_dir) / MANIFEST}: not a bundle manifest (no version)")
     return manifest
 
 

@@ -11,7 +11,6 @@ construction and onnxruntime sessions are thread-safe.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from semroute.bundle import sha256_file
 from semroute.encoder.errors import EncoderError
 from semroute.encoder.onnx_backend import OnnxBackend
 from semroute.encoder.tokenize import TextTokenizer, TokenBatch
@@ -46,14 +46,6 @@ def default_model_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(__file__).resolve().parents[2] / "models" / BUNDLED_MODEL
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_metadata(model_dir: Path) -> dict[str, Any]:
@@ -100,7 +92,7 @@ class Encoder:
                     f"{path} is missing: an encoder directory needs model.onnx and tokenizer.json"
                 )
         meta = _read_metadata(model_dir)
-        model_sha = _sha256(model_path)
+        model_sha = sha256_file(model_path)
         expected = meta.get("sha256", {}).get("model.onnx")
         if expected and expected != model_sha:
             raise EncoderError(
