@@ -149,7 +149,7 @@ class EncoderSpec(_Frozen):
     model_dir: Path | None = None
     device: Literal["cpu", "cuda"] = "cpu"
     intra_op_threads: int = Field(default=0, ge=0)
-    max_tokens: int = Field(default=256, ge=8, le=8192)
+    max_tokens: int = Field(default=128, ge=8, le=8192)
 
 
 class ServerSpec(_Frozen):

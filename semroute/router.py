@@ -302,6 +302,13 @@ def _load_predictor(config: Config, encoder: TextEncoder) -> tuple[QualityPredic
     """The config's learned bundle, checked against the pool's model names."""
     assert config.learned.bundle is not None
     predictor = QualityPredictor.for_encoder(config.resolve(config.learned.bundle), encoder)
+    trained_at = predictor.manifest.get("encoder_max_tokens")
+    if trained_at is not None and trained_at != config.encoder.max_tokens:
+        raise BundleError(
+            f"learned bundle {predictor.version} was trained on prompts truncated to "
+            f"{trained_at} tokens but encoder.max_tokens is {config.encoder.max_tokens}; "
+            "set them equal (or retrain with --max-tokens)"
+        )
     pool = [m.name for m in config.models]
     columns = predictor.align(pool)
     # A bundle model no pool model stands for is most likely a misspelt name.

@@ -39,7 +39,7 @@ CHAT = [
 ]
 
 
-def write_learned(out: Path, encoder, models: list[str]) -> None:  # type: ignore[no-untyped-def]
+def write_learned(out: Path, encoder, models: list[str], max_tokens: int = 128) -> None:  # type: ignore[no-untyped-def]
     emb = encoder.encode(MATHS + CHAT)
     # scores[i, m]: maths only the strong model gets right; chat both do.
     scores = np.array([[0.0, 1.0]] * len(MATHS) + [[1.0, 1.0]] * len(CHAT), dtype=np.float32)
@@ -55,6 +55,7 @@ def write_learned(out: Path, encoder, models: list[str]) -> None:  # type: ignor
         "dim": encoder.dim,
         "models": models,
         "prices": {WEAK: 0.24, STRONG: 24.7},
+        "encoder_max_tokens": max_tokens,
         "predictor": {
             "k": 3,
             "power": 1.0,
@@ -128,4 +129,16 @@ def test_bundle_with_models_outside_the_pool_is_refused(tmp_path: Path, encoder)
     config = load_config(tmp_path / "c.yaml")
     build_route_index(config, encoder, config.resolved_index_path())
     with pytest.raises(BundleError, match="some-other-model"):
+        RoutingState.load(config, encoder)
+
+
+def test_bundle_trained_at_another_truncation_is_refused(tmp_path: Path, encoder) -> None:  # type: ignore[no-untyped-def]
+    write_learned(tmp_path / "bundle", encoder, [WEAK, STRONG], max_tokens=512)
+    cfg = yaml.safe_load((REPO / "configs" / "routellm.yaml").read_text())
+    cfg["learned"]["bundle"] = str(tmp_path / "bundle")
+    cfg["index_path"] = str(tmp_path / "index")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    config = load_config(tmp_path / "c.yaml")
+    build_route_index(config, encoder, config.resolved_index_path())
+    with pytest.raises(BundleError, match="512 tokens"):
         RoutingState.load(config, encoder)
