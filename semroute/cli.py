@@ -89,9 +89,11 @@ def _encoder(config: Config) -> Encoder:
 
 
 def _encoders(config: Config) -> tuple[Encoder, TextEncoder | None]:
+    from semroute.router import index_static_encoder
     from semroute.server.app import make_static_encoder
 
-    return _encoder(config), make_static_encoder(config)
+    encoder = _encoder(config)
+    return encoder, index_static_encoder(make_static_encoder(config), encoder)
 
 
 def _ensure_default_index(config: Config) -> None:

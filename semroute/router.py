@@ -56,7 +56,10 @@ class RoutingState:
         static_encoder: TextEncoder | None = None,
     ) -> RoutingState:
         index = load_route_index(
-            index_dir or config.resolved_index_path(), config, encoder, static_encoder
+            index_dir or config.resolved_index_path(),
+            config,
+            encoder,
+            index_static_encoder(static_encoder, encoder),
         )
         predictor = columns = None
         if config.learned.bundle is not None:
@@ -136,23 +139,29 @@ class Router:
         """The static fast tier: a decision when it is confident, else None (use the encoder).
 
         Confident = the best route scores at least fast_tier.min_score and leads
-        the runner-up by at least fast_tier.min_margin on static embeddings.
+        the runner-up by at least fast_tier.min_margin, or (clearly no route)
+        scores below fast_tier.max_general_score. A static encoder that lives in
+        the full encoder's space searches the encoder's own index; another one
+        needs the bundle's static index.
         """
         state = plan.state
         tier = state.config.fast_tier
+        in_encoder_space = shares_space(self.static_encoder, self.encoder)
         if (
             self.static_encoder is None
             or not tier.enabled
-            or state.index.static_index is None
+            or (not in_encoder_space and state.index.static_index is None)
             or state.predictor is not None  # learned quality needs the encoder's embedding
         ):
             return None
         t0 = time.perf_counter_ns()
         emb = self.static_encoder.encode([plan.query.text])
         encode_ns = time.perf_counter_ns() - t0
-        per_route, search_ns = self._route_scores(state, emb, static=True)
+        per_route, search_ns = self._route_scores(state, emb, static=not in_encoder_space)
         best, second = _top_two(per_route)
-        if best < tier.min_score or best - second < tier.min_margin:
+        confident = best >= tier.min_score and best - second >= tier.min_margin
+        no_route = tier.max_general_score is not None and best < tier.max_general_score
+        if not (confident or no_route):
             return None
         return self._finish(plan, per_route, Tier.STATIC, encode_ns, search_ns)
 
@@ -319,3 +328,18 @@ def _load_predictor(config: Config, encoder: TextEncoder) -> tuple[QualityPredic
             f"{', '.join(unknown)} (pool: {', '.join(pool)})"
         )
     return predictor, columns
+
+
+def shares_space(static: TextEncoder | None, encoder: TextEncoder) -> bool:
+    """Whether a static encoder's vectors live in `encoder`'s space (search its index)."""
+    return (
+        static is not None
+        and getattr(static, "space", "") == "source"
+        and getattr(static, "source_encoder_id", None) == encoder.id
+        and static.dim == encoder.dim
+    )
+
+
+def index_static_encoder(static: TextEncoder | None, encoder: TextEncoder) -> TextEncoder | None:
+    """The static encoder a route bundle needs its own index for (None: it shares the encoder's)."""
+    return None if static is None or shares_space(static, encoder) else static

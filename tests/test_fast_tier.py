@@ -84,3 +84,20 @@ def test_bundle_without_static_index_is_refused_for_a_fast_tier(
         load_route_index(index_dir, config, encoder, static)
     assert not is_current(index_dir, config, encoder.id, static.id)
     assert is_current(index_dir, config, encoder.id)
+
+
+def test_bundled_static_encoder_searches_the_encoders_own_index(config, encoder, index_dir) -> None:  # type: ignore[no-untyped-def]
+    from semroute.encoder.static import StaticEncoder, default_static_dir
+    from semroute.router import shares_space
+
+    static = StaticEncoder(default_static_dir(), max_tokens=config.encoder.max_tokens)
+    assert shares_space(static, encoder)
+    cfg = config.model_copy(
+        update={"fast_tier": config.fast_tier.model_copy(update={"enabled": True})}
+    )
+    # No static index in the bundle is needed: the encoder's own index is searched.
+    router = Router(encoder, RoutingState.load(cfg, encoder, index_dir, static), static)
+    d = router.route(RouteQuery(text="translate this paragraph into French"))
+    assert d.tier == Tier.STATIC and d.route == "translation" and d.encoder_id == static.id
+    full = Router(encoder, RoutingState.load(config, encoder, index_dir))
+    assert full.route(RouteQuery(text="translate this paragraph into French")).route == d.route

@@ -52,7 +52,9 @@ def make_static_encoder(config: Config) -> TextEncoder | None:
         return None
     from semroute.encoder.static import StaticEncoder, default_static_dir
 
-    return StaticEncoder(tier.model_dir or default_static_dir())
+    return StaticEncoder(
+        tier.model_dir or default_static_dir(), max_tokens=config.encoder.max_tokens
+    )
 
 
 def load_router(config: Config, index_dir: Path | None = None) -> Router:
