@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.prompts import default_data_dir, load_mmlu  # noqa: E402
+from semroute.bundle import sha256_file  # noqa: E402
 from semroute.encoder import Encoder, default_model_dir  # noqa: E402
 from semroute.encoder.tokenize import TokenBatch  # noqa: E402
 
@@ -86,11 +87,8 @@ def log(msg: str) -> None:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """sha256 of a file (the digest StaticEncoder checks at load)."""
+    return sha256_file(path)
 
 
 # --- data -------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ called from several threads at once: nothing is mutated after construction.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
@@ -40,6 +39,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from semroute import _static
+from semroute.bundle import sha256_file
 from semroute.encoder.errors import EncoderError
 
 __all__ = ["StaticEncoder", "default_static_dir"]
@@ -59,14 +59,6 @@ def default_static_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(__file__).resolve().parents[2] / "models" / BUNDLED_STATIC
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_meta(model_dir: Path) -> dict[str, Any]:
@@ -120,7 +112,7 @@ class StaticEncoder:
             expected = meta.get("sha256", {}).get(path.name)
             if not expected:
                 raise EncoderError(f"{model_dir / META_FILE} records no sha256 for {path.name}")
-            actual = _sha256(path)
+            actual = sha256_file(path)
             if actual != expected:
                 raise EncoderError(
                     f"{path} does not match the sha256 in {META_FILE} ({actual[:12]}… vs "
