@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"semroute: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`semroute route ... | head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _register_tools(sub: argparse._SubParsersAction) -> None:
