@@ -92,6 +92,8 @@ class Router:
         self.encoder = encoder
         # The fast tier's encoder, when the config enables it.
         self.static_encoder = static_encoder
+        # Decided once: a static encoder in the encoder's space searches its index.
+        self._static_in_encoder_space = shares_space(static_encoder, encoder)
         self._state = state
 
     @property
@@ -146,7 +148,7 @@ class Router:
         """
         state = plan.state
         tier = state.config.fast_tier
-        in_encoder_space = shares_space(self.static_encoder, self.encoder)
+        in_encoder_space = self._static_in_encoder_space
         if (
             self.static_encoder is None
             or not tier.enabled

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from semroute.bundle import BundleError, write_bundle
-from semroute.config import load_config
+from semroute.config import Config, load_config
 from semroute.route_index import build_route_index
 from semroute.router import Router, RoutingState
 from semroute.types import Reason, RouteQuery
@@ -74,16 +74,22 @@ def write_learned(out: Path, encoder, models: list[str], max_tokens: int = 128) 
     write_bundle(out, "learned", files, meta)
 
 
-@pytest.fixture(scope="module")
-def learned_router(tmp_path_factory: pytest.TempPathFactory, encoder) -> Router:  # type: ignore[no-untyped-def]
-    tmp = tmp_path_factory.mktemp("learned")
-    write_learned(tmp / "bundle", encoder, [WEAK, STRONG])
+def learned_config(tmp: Path, encoder) -> Config:  # type: ignore[no-untyped-def]
+    """configs/routellm.yaml pointed at tmp/bundle, with its (empty) route index built."""
     cfg = yaml.safe_load((REPO / "configs" / "routellm.yaml").read_text())
     cfg["learned"]["bundle"] = str(tmp / "bundle")
     cfg["index_path"] = str(tmp / "index")
     (tmp / "c.yaml").write_text(yaml.safe_dump(cfg))
     config = load_config(tmp / "c.yaml")
     build_route_index(config, encoder, config.resolved_index_path())
+    return config
+
+
+@pytest.fixture(scope="module")
+def learned_router(tmp_path_factory: pytest.TempPathFactory, encoder) -> Router:  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("learned")
+    write_learned(tmp / "bundle", encoder, [WEAK, STRONG])
+    config = learned_config(tmp, encoder)
     return Router(encoder, RoutingState.load(config, encoder))
 
 
@@ -122,23 +128,13 @@ def test_constraints_still_apply(learned_router: Router) -> None:
 
 def test_bundle_with_models_outside_the_pool_is_refused(tmp_path: Path, encoder) -> None:  # type: ignore[no-untyped-def]
     write_learned(tmp_path / "bundle", encoder, ["some-other-model", STRONG])
-    cfg = yaml.safe_load((REPO / "configs" / "routellm.yaml").read_text())
-    cfg["learned"]["bundle"] = str(tmp_path / "bundle")
-    cfg["index_path"] = str(tmp_path / "index")
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    config = load_config(tmp_path / "c.yaml")
-    build_route_index(config, encoder, config.resolved_index_path())
+    config = learned_config(tmp_path, encoder)
     with pytest.raises(BundleError, match="some-other-model"):
         RoutingState.load(config, encoder)
 
 
 def test_bundle_trained_at_another_truncation_is_refused(tmp_path: Path, encoder) -> None:  # type: ignore[no-untyped-def]
     write_learned(tmp_path / "bundle", encoder, [WEAK, STRONG], max_tokens=512)
-    cfg = yaml.safe_load((REPO / "configs" / "routellm.yaml").read_text())
-    cfg["learned"]["bundle"] = str(tmp_path / "bundle")
-    cfg["index_path"] = str(tmp_path / "index")
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    config = load_config(tmp_path / "c.yaml")
-    build_route_index(config, encoder, config.resolved_index_path())
+    config = learned_config(tmp_path, encoder)
     with pytest.raises(BundleError, match="512 tokens"):
         RoutingState.load(config, encoder)
