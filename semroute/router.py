@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,11 @@ class RoutingState:
         if config.learned.bundle is not None:
             predictor, columns = _load_predictor(config, encoder)
         return cls(config, RuleSet(config.rules), index, Policy(config), predictor, columns)
+
+    @cached_property
+    def cache_salt(self) -> bytes:
+        """What a cached decision was made under: no entry outlives a config or index swap."""
+        return f"{self.config.version}\x1f{self.index.version}".encode()
 
 
 @dataclass(frozen=True, slots=True)

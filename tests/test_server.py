@@ -245,3 +245,23 @@ def test_repeat_is_served_from_the_decision_cache(stub) -> None:  # type: ignore
     other = route(stub, prompt=prompt, required_tags=["region:eu"])
     assert other.tier == pb.TIER_ENCODER  # other constraints: not the cached answer
     assert route(stub, prompt="Good night!!").tier == pb.TIER_RULE  # first time: not cached
+
+
+def test_exact_repeats_take_the_wire_path_with_their_own_id_and_timing(stub) -> None:  # type: ignore[no-untyped-def]
+    """A byte-identical repeat is answered from cached bytes plus its own id and timing."""
+    kw = {"prompt": "summarise this quarterly report in three bullet points", "tenant": "acme"}
+    first = route(stub, request_id="w1", **kw)
+    repeats = [route(stub, request_id=f"w{i}", **kw) for i in range(2, 5)]
+    anonymous = route(stub, **kw)
+    for i, d in enumerate(repeats, start=2):
+        assert (d.tier, d.request_id) == (pb.TIER_CACHE, f"w{i}")
+        assert (d.model, d.route, d.fallbacks) == (first.model, first.route, first.fallbacks)
+        assert list(d.candidates) == list(first.candidates)
+        assert d.index_version == first.index_version and d.HasField("timing")
+        assert d.timing.encode_us == 0
+    # No id sent: the server makes one, as on every other path.
+    assert anonymous.tier == pb.TIER_CACHE and len(anonymous.request_id) == 32
+    # Any other field changes the key: an invalid variant is still refused, not served.
+    with pytest.raises(grpc.RpcError) as e:
+        route(stub, request_id="w5", quality_preference=2.0, **kw)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
