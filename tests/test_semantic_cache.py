@@ -64,3 +64,23 @@ def test_entry_and_byte_bounds_evict_oldest() -> None:
 def test_bad_embedding_dimension_is_an_error() -> None:
     with pytest.raises(ValueError, match="dimension"):
         make().store(("t",), np.ones(5, np.float32), "x", 1)
+
+
+def test_evicted_entries_never_come_back_and_the_index_is_compacted() -> None:
+    """Removal is lazy; a removed row must never answer, and dead rows stay bounded."""
+    rng = np.random.default_rng(7)
+    rows = rng.standard_normal((2000, 16)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    c: SemanticCache[int] = SemanticCache(
+        16, max_entries=200, max_bytes=10**9, ttl_s=1e6, threshold=0.999
+    )
+    for i, row in enumerate(rows):
+        c.store(("p",), row, i, 8, now=0)
+        part = c._partitions[("p",)]
+        assert part.index.ntotal - len(part.live) <= max(64, len(part.live) // 4) + 1
+    assert len(c) == 200
+    for i in range(0, 1800, 37):  # evicted: exact-match lookups miss
+        assert c.lookup(("p",), rows[i], now=1) is None
+    for i in range(1800, 2000):  # live: each finds itself
+        hit = c.lookup(("p",), rows[i], now=1)
+        assert hit is not None and hit.value == i
