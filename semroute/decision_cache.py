@@ -28,9 +28,11 @@ def normalise(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def cache_key(query: RouteQuery, knob: float, config_version: str, index_version: str) -> bytes:
+def constraints_key(
+    query: RouteQuery, knob: float, config_version: str, index_version: str
+) -> bytes:
+    """Everything but the prompt that changes the answer."""
     parts = (
-        normalise(query.text),
         ",".join(sorted(query.allowed_models)),
         ",".join(sorted(query.excluded_models)),
         ",".join(sorted(query.required_tags)),
@@ -41,6 +43,12 @@ def cache_key(query: RouteQuery, knob: float, config_version: str, index_version
         index_version,
     )
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
+
+
+def cache_key(query: RouteQuery, knob: float, config_version: str, index_version: str) -> bytes:
+    h = hashlib.blake2b(normalise(query.text).encode(), digest_size=16)
+    h.update(constraints_key(query, knob, config_version, index_version))
+    return h.digest()
 
 
 @dataclass(slots=True)

@@ -143,7 +143,9 @@ class Router:
         emb = self.encoder.encode([text])
         return emb, time.perf_counter_ns() - t0
 
-    def fast_decide(self, plan: Plan) -> Decision | None:
+    def fast_decide(
+        self, plan: Plan, static: tuple[np.ndarray, int] | None = None
+    ) -> Decision | None:
         """The static fast tier: a decision when it is confident, else None (use the encoder).
 
         Confident = the best route scores at least fast_tier.min_score and leads
@@ -162,9 +164,10 @@ class Router:
             or state.predictor is not None  # learned quality needs the encoder's embedding
         ):
             return None
-        t0 = time.perf_counter_ns()
-        emb = self.static_encoder.encode([plan.query.text])
-        encode_ns = time.perf_counter_ns() - t0
+        if static is None:  # else the caller's static embedding of this text, and its cost
+            t0 = time.perf_counter_ns()
+            static = self.static_encoder.encode([plan.query.text]), time.perf_counter_ns() - t0
+        emb, encode_ns = static
         per_route, search_ns = self._route_scores(state, emb, static=not in_encoder_space)
         best, second = _top_two(per_route)
         confident = best >= tier.min_score and best - second >= tier.min_margin

@@ -27,6 +27,7 @@ class Tier(enum.IntEnum):
     CACHE = 2
     STATIC = 3
     ENCODER = 4
+    SIMILAR = 5
 
 
 class Preset(enum.IntEnum):

@@ -47,9 +47,9 @@ def make_encoder(config: Config) -> Encoder:
 
 
 def make_static_encoder(config: Config) -> TextEncoder | None:
-    """The fast tier's static encoder, when the config enables the fast tier."""
+    """The static encoder, when the fast tier or the similar-prompt cache uses it."""
     tier = config.fast_tier
-    if not tier.enabled:
+    if not (tier.enabled or config.cache.similar.enabled):
         return None
     from semroute.encoder.static import StaticEncoder, default_static_dir
 

@@ -22,10 +22,11 @@ import numpy as np
 
 from semroute.batcher import MicroBatcher
 from semroute.config import Config
-from semroute.decision_cache import DecisionCache, cache_key
+from semroute.decision_cache import DecisionCache, cache_key, constraints_key
 from semroute.router import Router, RoutingState
 from semroute.semantic_cache import SemanticCache
 from semroute.server.convert import decision_to_proto, query_from_proto, response_key_from_proto
+from semroute.similar_cache import Probe, SimilarCache
 from semroute.types import RouteQuery, RoutingError
 from semroute.v1 import router_pb2 as pb
 from semroute.v1 import router_pb2_grpc
@@ -46,6 +47,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self.cache: DecisionCache[bytes] | None = (
             DecisionCache(c.max_entries, c.max_bytes, c.ttl_s) if c.enabled else None
         )
+        self._similar_spec = c.similar
+        # Near-identical recent prompts' decisions (made when the static encoder is known).
+        self.similar: SimilarCache | None = None
         rc = config.response_cache
         self._response_limits = rc
         self.responses: SemanticCache[str] | None = None  # made when the encoder is known
@@ -69,6 +73,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             bucket_ratio=b.bucket_ratio,
             max_queue=b.max_queue,
         )
+        sc = self._similar_spec
+        if sc.enabled and router.static_encoder is not None:
+            self.similar = SimilarCache(router.static_encoder, sc)
         rc = self._response_limits
         if rc.enabled and self.responses is None:
             self.responses = SemanticCache(
@@ -142,7 +149,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         """
         state = router.state  # captured once: the decision and its cache key agree
         if self.cache is None:
-            return await self._decide(router, batcher, state, query)
+            return (await self._decide(router, batcher, state, query))[0]
         key = cache_key(query, state.policy.knob(query), state.config.version, state.index.version)
         blob = self.cache.get(key)
         if blob is None and (leader := self._leaders.get(key)) is not None:
@@ -156,9 +163,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._leaders[key] = future
         try:
-            response = await self._decide(router, batcher, state, query)
+            response, probe = await self._decide(router, batcher, state, query)
             blob = _template(response)
             self.cache.put(key, blob, len(blob))
+            if probe is not None and self.similar is not None:
+                self.similar.store(probe, blob)
             if wire_key is not None:
                 self.cache.put(wire_key, blob, len(blob))
             return response
@@ -168,11 +177,23 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
 
     async def _decide(
         self, router: Router, batcher: MicroBatcher, state: RoutingState, query: RouteQuery
-    ) -> pb.RouteDecision:
-        """Rules, then the fast tier, then the encoder (micro-batched) and the policy."""
+    ) -> tuple[pb.RouteDecision, Probe | None]:
+        """Rules, then the similar-prompt cache, then the fast tier, then the encoder
+        (micro-batched) and the policy. Also returns the similar-prompt cache's probe
+        of a miss, to store the decision under."""
         plan = router.plan(query, state)
         embedding = None  # the encoder's, when it ran (the shadow reuses it)
-        decision = router.fast_decide(plan) if plan.needs_encoder else None
+        probe = static = None
+        if plan.needs_encoder and self.similar is not None:
+            knob = state.policy.knob(query)
+            constraints = constraints_key(query, knob, state.config.version, state.index.version)
+            blob, probe = self.similar.lookup(query.text, constraints)
+            if blob is not None:
+                if self.shadow is not None:
+                    self.shadow.observe(query, state)
+                return _similar_decision(blob, query.request_id, plan.started_ns), None
+            static = (probe.embedding, probe.encode_ns)
+        decision = router.fast_decide(plan, static) if plan.needs_encoder else None
         if decision is None:
             if plan.needs_encoder:
                 if batcher.queued >= batcher.max_queue:
@@ -187,7 +208,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             log.debug("decision", extra={"fields": _log_fields(decision, query.tenant)})
         if self.shadow is not None:
             self.shadow.observe(query, state, embedding)
-        return decision_to_proto(decision)
+        return decision_to_proto(decision), probe
 
     async def LookupResponse(
         self, request: pb.LookupResponseRequest, context: grpc.aio.ServicerContext
@@ -265,6 +286,15 @@ def _stamp(request_id: str, t0: int) -> bytes:
     return pb.RouteDecision(
         request_id=request_id, timing=pb.Timing(total_us=total_us)
     ).SerializeToString()
+
+
+def _similar_decision(template: bytes, request_id: str, t0: int) -> pb.RouteDecision:
+    """A near-identical prompt's decision, stamped for this request."""
+    out = pb.RouteDecision.FromString(template)
+    out.request_id = request_id
+    out.tier = pb.TIER_SIMILAR
+    out.timing.total_us = (time.perf_counter_ns() - t0) // 1000
+    return out
 
 
 def _wire_key(request: pb.RouteRequest, state: RoutingState) -> bytes:
