@@ -200,14 +200,15 @@ class SimilarCacheSpec(_Frozen):
     edited repeat) found by the static embedding, instead of running the encoder.
 
     Only prompts with the same constraints and knob, under the same config and
-    index, and that no rule decides, are compared. Measured on held-out prompts
-    and their light edits (benchmarks/similar_cache.py): at cosine 0.99 no two
-    distinct prompts matched, and the reused decision equals the encoder's own
-    decision for the edited prompt as often as the encoder agrees with itself
-    across such edits.
+    index, and that no rule decides, are compared. Measured on 1,656 held-out
+    prompts, each with one light edit (benchmarks/similar_cache.py): at cosine
+    0.99 it catches 68% of the edits, and the reused decision equals the
+    encoder's own decision for the edited prompt 97.7% of the time (the encoder
+    agrees with itself across such edits 96.7% of the time); 4 pairs of
+    distinct prompts reached 0.99, all with the same decision.
     """
 
-    enabled: bool = False
+    enabled: bool = True
     # Static-embedding cosine a prompt needs to reuse a recent prompt's decision.
     threshold: float = Field(default=0.99, ge=0.5, le=1)
     # Recent prompts kept (a flat FAISS search over them per exact-cache miss).
@@ -224,13 +225,10 @@ class CacheSpec(_Frozen):
     ttl_s: float = Field(default=600.0, gt=0)
     similar: SimilarCacheSpec = SimilarCacheSpec()
 
-    @model_validator(mode="after")
-    def _similar_needs_exact(self) -> CacheSpec:
-        if self.similar.enabled and not self.enabled:
-            raise ValueError(
-                "cache.similar needs cache.enabled (it stores the exact cache's entries)"
-            )
-        return self
+    @property
+    def similar_active(self) -> bool:
+        """`enabled: false` turns both decision caches off."""
+        return self.enabled and self.similar.enabled
 
 
 class ResponseCacheSpec(_Frozen):

@@ -74,6 +74,6 @@ async def test_edited_repeats_reuse_the_decision_and_nothing_else_does(
     assert len(app.servicer.similar or ()) == 5
 
 
-def test_similar_cache_needs_the_exact_cache() -> None:
-    with pytest.raises(ValueError, match=r"cache\.similar needs cache\.enabled"):
-        CacheSpec(enabled=False, similar={"enabled": True})
+def test_turning_the_cache_off_turns_both_caches_off() -> None:
+    assert CacheSpec(similar={"enabled": True}).similar_active
+    assert not CacheSpec(enabled=False, similar={"enabled": True}).similar_active

@@ -49,7 +49,7 @@ def make_encoder(config: Config) -> Encoder:
 def make_static_encoder(config: Config) -> TextEncoder | None:
     """The static encoder, when the fast tier or the similar-prompt cache uses it."""
     tier = config.fast_tier
-    if not (tier.enabled or config.cache.similar.enabled):
+    if not (tier.enabled or config.cache.similar_active):
         return None
     from semroute.encoder.static import StaticEncoder, default_static_dir
 

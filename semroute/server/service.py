@@ -47,7 +47,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self.cache: DecisionCache[bytes] | None = (
             DecisionCache(c.max_entries, c.max_bytes, c.ttl_s) if c.enabled else None
         )
-        self._similar_spec = c.similar
+        self._cache_spec = c
         # Near-identical recent prompts' decisions (made when the static encoder is known).
         self.similar: SimilarCache | None = None
         rc = config.response_cache
@@ -73,9 +73,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             bucket_ratio=b.bucket_ratio,
             max_queue=b.max_queue,
         )
-        sc = self._similar_spec
-        if sc.enabled and router.static_encoder is not None:
-            self.similar = SimilarCache(router.static_encoder, sc)
+        if self._cache_spec.similar_active and router.static_encoder is not None:
+            self.similar = SimilarCache(router.static_encoder, self._cache_spec.similar)
         rc = self._response_limits
         if rc.enabled and self.responses is None:
             self.responses = SemanticCache(
