@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import faiss
 import numpy as np
 
 from semroute.admin.pipeline import Embedding, chosen, finish
@@ -147,7 +148,13 @@ class ShadowEvaluator:
         self._recent: OrderedDict[RouteQuery, None] = OrderedDict()
         self._pending = 0
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="semroute-shadow")
+        # One OpenMP thread for its FAISS searches, as on the loop (see server/app.py).
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="semroute-shadow",
+            initializer=faiss.omp_set_num_threads,
+            initargs=(1,),
+        )
         self._memo: OrderedDict[str, Embedding] = OrderedDict()
         self._run: ShadowRun | None = None
         self._random = random.random

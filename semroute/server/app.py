@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import faiss
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -135,6 +136,12 @@ class App:
     async def load(self) -> None:
         """Load the encoder and index off the loop, then turn SERVING."""
         t0 = time.perf_counter()
+        # Every FAISS search on the request path is one query from this (the
+        # loop's) thread. An OpenMP team for it must wait for a second core
+        # that the encoder threads hold, and spins meanwhile: measured 20% of
+        # the server's CPU in IndexIDMap.search (benchmarks/profile.py). One
+        # thread; OpenMP settings are per calling thread.
+        faiss.omp_set_num_threads(1)
         loop = asyncio.get_running_loop()
         try:
             router = await loop.run_in_executor(self.pool, load_router, self.config, self.index_dir)
