@@ -22,6 +22,8 @@ EncodeFn = Callable[[Sequence[str]], np.ndarray]
 
 # Characters (~12 tokens) of length difference always tolerated within a bucket.
 MIN_BUCKET_SPREAD = 48
+# Weight of the newest batch in the moving average of encoder seconds per text.
+SPEED_EWMA = 0.1
 
 
 @dataclass(slots=True)
@@ -42,8 +44,9 @@ class MicroBatcher:
         max_wait_us: int = 2000,
         bucket_ratio: float = 2.0,
         max_queue: int = 4096,
+        parallelism: int = 1,
     ) -> None:
-        if max_batch < 1 or max_wait_us < 0 or bucket_ratio < 1 or max_queue < 1:
+        if max_batch < 1 or max_wait_us < 0 or bucket_ratio < 1 or max_queue < 1 or parallelism < 1:
             raise ValueError("invalid batching parameters")
         self._encode = encode
         self._executor = executor
@@ -56,11 +59,20 @@ class MicroBatcher:
         self._queued = 0
         self._tasks: set[asyncio.Future[None]] = set()
         self.stats = BatchStats()
+        # Batches the executor runs at once, and the measured encoder seconds per
+        # text (moving average; 0 until the first batch): together they say how
+        # long a new text would wait.
+        self.parallelism = parallelism
+        self._seconds_per_text = 0.0
 
     @property
     def queued(self) -> int:
         """Texts waiting or being encoded; the server sheds load above max_queue."""
         return self._queued
+
+    def expected_wait_s(self) -> float:
+        """Seconds a text queued now would wait for the encoder, from measured speed."""
+        return self._queued * self._seconds_per_text / self.parallelism
 
     async def embed(self, text: str) -> tuple[np.ndarray, int]:
         """Embedding of `text` (1, dim) and the nanoseconds its batch took to encode."""
@@ -105,6 +117,9 @@ class MicroBatcher:
                     fut.set_exception(e)
             return
         elapsed = time.perf_counter_ns() - t0
+        per_text = elapsed / 1e9 / len(texts)
+        prev = self._seconds_per_text
+        self._seconds_per_text = per_text if prev == 0 else prev + SPEED_EWMA * (per_text - prev)
         for i, (_, fut) in enumerate(bucket):
             if not fut.done():
                 fut.set_result((emb[i : i + 1], elapsed))

@@ -252,6 +252,12 @@ class BatchingSpec(_Frozen):
     bucket_ratio: float = Field(default=2.0, ge=1.0)
     # Texts waiting for the encoder before new ones get RESOURCE_EXHAUSTED.
     max_queue: int = Field(default=4096, ge=1)
+    # A request that would wait longer than this for the encoder (texts ahead of
+    # it times the measured encoder time per text, over the inference threads)
+    # gets RESOURCE_EXHAUSTED at once: under overload the server sheds early,
+    # and what it accepts is answered in bounded time, instead of everything
+    # queueing for seconds. 0 = no bound but max_queue.
+    max_queue_wait_ms: float = Field(default=250.0, ge=0)
 
 
 class AdminTlsSpec(_Frozen):

@@ -76,3 +76,22 @@ async def test_batched_equals_single_with_the_real_encoder(encoder) -> None:  # 
     assert b.stats.texts == len(texts) and b.stats.batches < len(texts)
     np.testing.assert_allclose(batched, single, atol=1e-5)
     assert np.abs(batched - single).max() == pytest.approx(0, abs=1e-5)
+
+
+async def test_expected_wait_follows_measured_encoder_speed() -> None:
+    """The wait estimate is texts queued × measured seconds per text / parallelism."""
+
+    def slow(texts: Sequence[str]) -> np.ndarray:
+        threading.Event().wait(0.02 * len(texts))  # 20 ms per text
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    with ThreadPoolExecutor(2) as pool:
+        b = MicroBatcher(slow, pool, max_batch=1, max_wait_us=0, parallelism=2)
+        assert b.expected_wait_s() == 0.0  # nothing measured yet: admit
+        await b.embed("first")
+        queued = [asyncio.ensure_future(b.embed(f"t{i}")) for i in range(10)]
+        await asyncio.sleep(0)  # all ten are queued now
+        assert b.queued == 10
+        assert 10 * 0.02 / 2 * 0.8 < b.expected_wait_s() < 10 * 0.02 / 2 * 3
+        await asyncio.gather(*queued)
+    assert b.expected_wait_s() == 0.0

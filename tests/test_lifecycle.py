@@ -151,3 +151,44 @@ async def test_identical_concurrent_requests_run_the_encoder_once(
     assert {d.model for d in out} == {out[0].model}
     assert sorted(d.request_id for d in out) == [str(i) for i in range(8)]
     assert sum(d.tier == pb.TIER_CACHE for d in out) == 7
+
+
+async def test_a_saturated_encoder_sheds_at_once_with_resource_exhausted(
+    config: Config,
+    index_dir: Path,
+    router,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """Requests that would wait past batching.max_queue_wait_ms are refused, not queued."""
+    cfg = config.model_copy(
+        update={"batching": config.batching.model_copy(update={"max_queue_wait_ms": 100})}
+    )
+    app = App(cfg, "127.0.0.1", free_port(), index_dir=index_dir)
+    monkeypatch.setattr(app_module, "load_router", lambda c, idx=None: router)
+    real_encode = router.encoder.encode
+
+    def slow_encode(texts):  # type: ignore[no-untyped-def]
+        threading.Event().wait(0.05 * len(texts))  # 50 ms per text
+        return real_encode(texts)
+
+    port = await app.start()
+    await app.load()
+    monkeypatch.setattr(app.servicer.batcher, "_encode", slow_encode)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = router_pb2_grpc.RouterServiceStub(ch)
+            await stub.Route(pb.RouteRequest(prompt="calibrate the encoder speed"), timeout=10)
+            calls = [
+                stub.Route(pb.RouteRequest(prompt=f"unique prompt number {i} about taxes"))
+                for i in range(40)
+            ]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+    finally:
+        await app.stop(grace=5)
+    shed = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    served = [r for r in results if isinstance(r, pb.RouteDecision)]
+    assert shed and served and len(shed) + len(served) == 40
+    assert {e.code() for e in shed} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert "max_queue_wait_ms" in shed[0].details()
+    # 40 × 50 ms over 2 threads would be 1 s of queue; the bound keeps it near 100 ms.
+    assert len(served) <= 12

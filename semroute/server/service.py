@@ -42,6 +42,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self._limits = config.server
         self._pool = pool
         self._batching = config.batching
+        self._inference_threads = config.server.inference_threads
+        self._max_wait_ms = config.batching.max_queue_wait_ms
         self._inflight = 0
         c = config.cache
         self.cache: DecisionCache[bytes] | None = (
@@ -72,6 +74,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             max_wait_us=b.max_wait_us,
             bucket_ratio=b.bucket_ratio,
             max_queue=b.max_queue,
+            parallelism=self._inference_threads,
         )
         if self._cache_spec.similar_active and router.static_encoder is not None:
             self.similar = SimilarCache(router.static_encoder, self._cache_spec.similar)
@@ -200,6 +203,14 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                         "RESOURCE_EXHAUSTED",
                         f"{batcher.queued} requests are waiting for the encoder; "
                         "retry with backoff",
+                    )
+                wait_ms = batcher.expected_wait_s() * 1000
+                if self._max_wait_ms and wait_ms > self._max_wait_ms:
+                    raise RoutingError(
+                        "RESOURCE_EXHAUSTED",
+                        f"the encoder is saturated (expected wait {wait_ms:.0f} ms, over "
+                        f"batching.max_queue_wait_ms {self._max_wait_ms:g}); retry with "
+                        "backoff or route this request to your default model",
                     )
                 embedding = await batcher.embed(query.text)
             decision = router.decide(plan, embedding)
