@@ -159,6 +159,10 @@ class ServerSpec(_Frozen):
     max_concurrent_requests: int = Field(default=1024, ge=1)
     # Threads running the encoder off the event loop.
     inference_threads: int = Field(default=2, ge=1, le=64)
+    # Their nice value (Linux, per thread): above 0, the event loop (cache hits,
+    # rules, validation, shedding) gets the CPU first when the encoder saturates
+    # the cores, so overload cannot starve the cheap requests. 0 = same priority.
+    inference_nice: int = Field(default=10, ge=0, le=19)
     grace_period_s: float = Field(default=5.0, ge=0)
 
 

@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,6 +60,17 @@ def make_static_encoder(config: Config) -> TextEncoder | None:
     )
 
 
+def _lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value (threads are tasks on Linux); best effort."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except OSError as e:
+        log.warning("cannot lower the inference threads' priority: %s", e)
+
+
 def load_router(config: Config, index_dir: Path | None = None) -> Router:
     """Build the encoders and the routing state; raises on any bad model or index."""
     encoder = make_encoder(config)
@@ -82,7 +94,10 @@ class App:
         self.port = port
         self.index_dir = index_dir
         self.pool = ThreadPoolExecutor(
-            max_workers=config.server.inference_threads, thread_name_prefix="semroute-infer"
+            max_workers=config.server.inference_threads,
+            thread_name_prefix="semroute-infer",
+            initializer=_lower_priority,
+            initargs=(config.server.inference_nice,),
         )
         self.health = health.aio.HealthServicer()
         self.servicer = RouterServicer(config, self.pool)
