@@ -21,6 +21,19 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SEMROUTE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def count_encodes(monkeypatch: pytest.MonkeyPatch, router) -> list[str]:  # type: ignore[no-untyped-def]
+    """Record every text the router's (full) encoder embeds from now on."""
+    encoded: list[str] = []
+    real_encode = router.encoder.encode
+
+    def counting_encode(texts):  # type: ignore[no-untyped-def]
+        encoded.extend(texts)
+        return real_encode(texts)
+
+    monkeypatch.setattr(router.encoder, "encode", counting_encode)
+    return encoded
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

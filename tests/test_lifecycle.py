@@ -16,7 +16,7 @@ from semroute.server.app import App
 from semroute.v1 import router_pb2 as pb
 from semroute.v1 import router_pb2_grpc
 
-from .conftest import free_port
+from .conftest import count_encodes, free_port
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -127,14 +127,7 @@ async def test_identical_concurrent_requests_run_the_encoder_once(
 ) -> None:
     app = App(config, "127.0.0.1", free_port(), index_dir=index_dir)
     monkeypatch.setattr(app_module, "load_router", lambda cfg, idx=None: router)
-    encoded: list[str] = []
-    real_encode = router.encoder.encode
-
-    def counting_encode(texts):  # type: ignore[no-untyped-def]
-        encoded.extend(texts)
-        return real_encode(texts)
-
-    monkeypatch.setattr(router.encoder, "encode", counting_encode)
+    encoded = count_encodes(monkeypatch, router)
     port = await app.start()
     await app.load()
     encoded.clear()  # the warm-up call

@@ -14,7 +14,7 @@ from semroute.server.app import App
 from semroute.v1 import router_pb2 as pb
 from semroute.v1 import router_pb2_grpc
 
-from .conftest import free_port
+from .conftest import count_encodes, free_port
 
 PROMPT = "Write a Python function that merges two sorted lists into one sorted list"
 
@@ -30,14 +30,7 @@ async def test_edited_repeats_reuse_the_decision_and_nothing_else_does(
     cfg = with_similar(config)
     router = app_module.load_router(cfg, index_dir)
     assert router.static_encoder is not None  # the similar cache alone loads it
-    encoded: list[str] = []
-    real_encode = router.encoder.encode
-
-    def counting_encode(texts):  # type: ignore[no-untyped-def]
-        encoded.extend(texts)
-        return real_encode(texts)
-
-    monkeypatch.setattr(router.encoder, "encode", counting_encode)
+    encoded = count_encodes(monkeypatch, router)
     monkeypatch.setattr(app_module, "load_router", lambda c, idx=None: router)
     app = App(cfg, "127.0.0.1", free_port(), index_dir=index_dir)
     port = await app.start()
