@@ -156,7 +156,7 @@ class ServerSpec(_Frozen):
     max_prompt_bytes: int = Field(default=64 * 1024, ge=1)
     max_messages: int = Field(default=256, ge=1)
     # Concurrent Route calls per process before RESOURCE_EXHAUSTED.
-    max_concurrent_requests: int = Field(default=1024, ge=1)
+    max_concurrent_requests: int = Field(default=256, ge=1)
     # Threads running the encoder off the event loop.
     inference_threads: int = Field(default=2, ge=1, le=64)
     # Their nice value (Linux, per thread): above 0, the event loop (cache hits,
