@@ -145,7 +145,8 @@ class PolicySpec(_Frozen):
 
 
 class EncoderSpec(_Frozen):
-    # None = the bundled model (models/minilm-l6-v2-int8).
+    # None = the bundled model (models/minilm-l6-v2-int8); a relative path is
+    # relative to the config file, like every path in it.
     model_dir: Path | None = None
     device: Literal["cpu", "cuda"] = "cpu"
     intra_op_threads: int = Field(default=0, ge=0)

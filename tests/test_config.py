@@ -89,3 +89,14 @@ def test_extends_merges_sections_over_a_base(tmp_path: Path) -> None:
     (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
     with pytest.raises(ConfigError, match="loops back"):
         load_config(tmp_path / "loop.yaml")
+
+
+def test_model_dirs_are_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """configs/student.yaml names ../models/...: it works from any working directory."""
+    from semroute.server.app import make_encoder
+
+    config = load_config(Path(__file__).resolve().parent.parent / "configs" / "student.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert make_encoder(config).id.startswith("minilm-l3-student")

@@ -41,7 +41,7 @@ def make_encoder(config: Config) -> Encoder:
     """The encoder the config asks for (the bundled model unless it names another)."""
     enc = config.encoder
     return Encoder(
-        enc.model_dir or default_model_dir(),
+        config.resolve(enc.model_dir) if enc.model_dir else default_model_dir(),
         device=enc.device,
         intra_op_threads=enc.intra_op_threads,
         max_tokens=enc.max_tokens,
@@ -56,7 +56,8 @@ def make_static_encoder(config: Config) -> TextEncoder | None:
     from semroute.encoder.static import StaticEncoder, default_static_dir
 
     return StaticEncoder(
-        tier.model_dir or default_static_dir(), max_tokens=config.encoder.max_tokens
+        config.resolve(tier.model_dir) if tier.model_dir else default_static_dir(),
+        max_tokens=config.encoder.max_tokens,
     )
 
 
