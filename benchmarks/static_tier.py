@@ -206,9 +206,8 @@ def calibrate(best, margin, agree, calib, allow_general: bool) -> Rule | None:
 # --- speed --------------------------------------------------------------------------------
 
 
-def time_per_query(fn: Callable[[], object], n_texts: int, rounds: int, min_s: float) -> float:
-    """Median over rounds of µs per text; each round repeats fn for at least min_s."""
-    fn()  # warm-up
+def round_times(fn: Callable[[], object], n_texts: int, rounds: int, min_s: float) -> list[float]:
+    """µs per text for each round; each round repeats fn for at least min_s (no warm-up)."""
     per = []
     for _ in range(rounds):
         reps, t0 = 0, time.perf_counter()
@@ -219,7 +218,13 @@ def time_per_query(fn: Callable[[], object], n_texts: int, rounds: int, min_s: f
             if elapsed >= min_s:
                 break
         per.append(elapsed / reps / n_texts * 1e6)
-    return statistics.median(per)
+    return per
+
+
+def time_per_query(fn: Callable[[], object], n_texts: int, rounds: int, min_s: float) -> float:
+    """Median over rounds of µs per text, after one warm-up call."""
+    fn()
+    return statistics.median(round_times(fn, n_texts, rounds, min_s))
 
 
 def speed(encoders: dict[str, object], texts: dict[str, list[str]], rounds: int, min_s: float):

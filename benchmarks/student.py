@@ -33,14 +33,14 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.prompts import default_data_dir
+from benchmarks.static_tier import round_times
 from semroute.config import Config, load_config
 from semroute.encoder import Encoder, default_model_dir
 from semroute.policy import Policy
@@ -90,23 +90,6 @@ def decisions(router: Router, texts: Sequence[str]) -> list[Decision]:
     return [router.route(RouteQuery(text=t)) for t in texts]
 
 
-def time_per_query(
-    fn: Callable[[], object], n_texts: int, rounds: int, min_s: float
-) -> list[float]:
-    """µs per text for each round; each round repeats fn for at least min_s (no warm-up)."""
-    per = []
-    for _ in range(rounds):
-        reps, t0 = 0, time.perf_counter()
-        while True:
-            fn()
-            reps += 1
-            elapsed = time.perf_counter() - t0
-            if elapsed >= min_s:
-                break
-        per.append(elapsed / reps / n_texts * 1e6)
-    return per
-
-
 def speed(
     encoders: dict[str, Encoder], cases: dict[str, list[str]], rounds: int, min_s: float
 ) -> list[dict]:
@@ -118,9 +101,7 @@ def speed(
             enc.encode(batch)  # warm-up
         for _ in range(rounds):
             for name, enc in encoders.items():
-                per[name] += time_per_query(
-                    lambda e=enc, b=batch: e.encode(b), len(batch), 1, min_s
-                )
+                per[name] += round_times(lambda e=enc, b=batch: e.encode(b), len(batch), 1, min_s)
         teacher, student = (statistics.median(per[n]) for n in ("teacher", "student"))
         rows.append(
             {
