@@ -44,9 +44,11 @@ class MicroBatcher:
         max_wait_us: int = 2000,
         bucket_ratio: float = 2.0,
         max_queue: int = 4096,
+        max_queue_wait_ms: float = 0.0,
         parallelism: int = 1,
     ) -> None:
-        if max_batch < 1 or max_wait_us < 0 or bucket_ratio < 1 or max_queue < 1 or parallelism < 1:
+        positive = min(max_batch, max_queue, parallelism) >= 1 and bucket_ratio >= 1
+        if not positive or min(max_wait_us, max_queue_wait_ms) < 0:
             raise ValueError("invalid batching parameters")
         self._encode = encode
         self._executor = executor
@@ -54,6 +56,7 @@ class MicroBatcher:
         self.max_wait_s = max_wait_us / 1e6
         self.bucket_ratio = bucket_ratio
         self.max_queue = max_queue
+        self.max_queue_wait_ms = max_queue_wait_ms  # 0: no bound but max_queue
         self._pending: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._queued = 0
@@ -73,6 +76,20 @@ class MicroBatcher:
     def expected_wait_s(self) -> float:
         """Seconds a text queued now would wait for the encoder, from measured speed."""
         return self._queued * self._seconds_per_text / self.parallelism
+
+    def refusal(self) -> str | None:
+        """Why a new text should be refused now (the queue is full, or its expected
+        wait is over max_queue_wait_ms), for the caller's RESOURCE_EXHAUSTED; else None."""
+        if self._queued >= self.max_queue:
+            return f"{self._queued} requests are waiting for the encoder; retry with backoff"
+        wait_ms = self.expected_wait_s() * 1000
+        if self.max_queue_wait_ms and wait_ms > self.max_queue_wait_ms:
+            return (
+                f"the encoder is saturated (expected wait {wait_ms:.0f} ms, over "
+                f"batching.max_queue_wait_ms {self.max_queue_wait_ms:g}); retry with "
+                "backoff or route this request to your default model"
+            )
+        return None
 
     async def embed(self, text: str) -> tuple[np.ndarray, int]:
         """Embedding of `text` (1, dim) and the nanoseconds its batch took to encode

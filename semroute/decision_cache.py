@@ -45,10 +45,15 @@ def constraints_key(
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
 
 
-def cache_key(query: RouteQuery, knob: float, config_version: str, index_version: str) -> bytes:
-    h = hashlib.blake2b(normalise(query.text).encode(), digest_size=16)
-    h.update(constraints_key(query, knob, config_version, index_version))
+def prompt_key(text: str, constraints: bytes) -> bytes:
+    """The exact cache's key: the normalised prompt under `constraints_key`."""
+    h = hashlib.blake2b(normalise(text).encode(), digest_size=16)
+    h.update(constraints)
     return h.digest()
+
+
+def cache_key(query: RouteQuery, knob: float, config_version: str, index_version: str) -> bytes:
+    return prompt_key(query.text, constraints_key(query, knob, config_version, index_version))
 
 
 @dataclass(slots=True)

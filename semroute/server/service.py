@@ -22,7 +22,7 @@ import numpy as np
 
 from semroute.batcher import MicroBatcher
 from semroute.config import Config
-from semroute.decision_cache import DecisionCache, cache_key, constraints_key
+from semroute.decision_cache import DecisionCache, constraints_key, prompt_key
 from semroute.router import Router, RoutingState
 from semroute.semantic_cache import SemanticCache
 from semroute.server.convert import decision_to_proto, query_from_proto, response_key_from_proto
@@ -43,7 +43,6 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self._pool = pool
         self._batching = config.batching
         self._inference_threads = config.server.inference_threads
-        self._max_wait_ms = config.batching.max_queue_wait_ms
         self._inflight = 0
         c = config.cache
         self.cache: DecisionCache[bytes] | None = (
@@ -74,6 +73,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             max_wait_us=b.max_wait_us,
             bucket_ratio=b.bucket_ratio,
             max_queue=b.max_queue,
+            max_queue_wait_ms=b.max_queue_wait_ms,
             parallelism=self._inference_threads,
         )
         if self._cache_spec.similar_active and router.static_encoder is not None:
@@ -151,8 +151,10 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         """
         state = router.state  # captured once: the decision and its cache key agree
         if self.cache is None:
-            return (await self._decide(router, batcher, state, query))[0]
-        key = cache_key(query, state.policy.knob(query), state.config.version, state.index.version)
+            return (await self._decide(router, batcher, state, query, None))[0]
+        knob = state.policy.knob(query)
+        constraints = constraints_key(query, knob, state.config.version, state.index.version)
+        key = prompt_key(query.text, constraints)
         blob = self.cache.get(key)
         if blob is None and (leader := self._leaders.get(key)) is not None:
             blob = await asyncio.shield(leader)  # None: the leader failed, decide ourselves
@@ -165,7 +167,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._leaders[key] = future
         try:
-            response, probe = await self._decide(router, batcher, state, query)
+            response, probe = await self._decide(router, batcher, state, query, constraints)
             blob = _template(response)
             self.cache.put(key, blob, len(blob))
             if probe is not None and self.similar is not None:
@@ -178,17 +180,21 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             future.set_result(blob)
 
     async def _decide(
-        self, router: Router, batcher: MicroBatcher, state: RoutingState, query: RouteQuery
+        self,
+        router: Router,
+        batcher: MicroBatcher,
+        state: RoutingState,
+        query: RouteQuery,
+        constraints: bytes | None,
     ) -> tuple[pb.RouteDecision, Probe | None]:
-        """Rules, then the similar-prompt cache, then the fast tier, then the encoder
-        (micro-batched) and the policy. Also returns the similar-prompt cache's probe
-        of a miss, to store the decision under."""
+        """Rules, then the similar-prompt cache (under the request's `constraints_key`;
+        None without the caches), then the fast tier, then the encoder (micro-batched)
+        and the policy. Also returns the similar-prompt cache's probe of a miss, to
+        store the decision under."""
         plan = router.plan(query, state)
         embedding = None  # the encoder's, when it ran (the shadow reuses it)
         probe = static = None
-        if plan.needs_encoder and self.similar is not None:
-            knob = state.policy.knob(query)
-            constraints = constraints_key(query, knob, state.config.version, state.index.version)
+        if plan.needs_encoder and self.similar is not None and constraints is not None:
             blob, probe = self.similar.lookup(query.text, constraints)
             if blob is not None:
                 if self.shadow is not None:
@@ -198,20 +204,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         decision = router.fast_decide(plan, static) if plan.needs_encoder else None
         if decision is None:
             if plan.needs_encoder:
-                if batcher.queued >= batcher.max_queue:
-                    raise RoutingError(
-                        "RESOURCE_EXHAUSTED",
-                        f"{batcher.queued} requests are waiting for the encoder; "
-                        "retry with backoff",
-                    )
-                wait_ms = batcher.expected_wait_s() * 1000
-                if self._max_wait_ms and wait_ms > self._max_wait_ms:
-                    raise RoutingError(
-                        "RESOURCE_EXHAUSTED",
-                        f"the encoder is saturated (expected wait {wait_ms:.0f} ms, over "
-                        f"batching.max_queue_wait_ms {self._max_wait_ms:g}); retry with "
-                        "backoff or route this request to your default model",
-                    )
+                if (refusal := batcher.refusal()) is not None:
+                    raise RoutingError("RESOURCE_EXHAUSTED", refusal)
                 embedding = await batcher.embed(query.text)
             decision = router.decide(plan, embedding)
         if log.isEnabledFor(logging.DEBUG):
