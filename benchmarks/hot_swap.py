@@ -56,10 +56,10 @@ import yaml
 from benchmarks.loadgen import procstat
 from benchmarks.loadgen.cli import host_info
 from benchmarks.loadgen.servers import start_server, stop_server
-from benchmarks.loadgen.worker import WorkerConfig, _open_loop, _Stats
+from benchmarks.loadgen.worker import WorkerConfig, _open_loop, _Stats, connected_on_timeline
 from benchmarks.prompts import MIXES, PromptMix, RequestFactory, load_pool
 from semroute.v1 import admin_pb2 as apb
-from semroute.v1 import admin_pb2_grpc, router_pb2, router_pb2_grpc
+from semroute.v1 import admin_pb2_grpc, router_pb2
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -124,15 +124,7 @@ async def _client(cfg: WorkerConfig, ready_q: Any, start_q: Any) -> dict[str, An
             stats.template_of[req.request_id] = tid
         return req, kind
 
-    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
-    async with grpc.aio.insecure_channel(cfg.target, options=options) as channel:
-        await asyncio.wait_for(channel.channel_ready(), timeout=30)
-        stub = router_pb2_grpc.RouterServiceStub(channel)
-        ready_q.put(("ready", cfg.index, None))
-        loop = asyncio.get_running_loop()
-        t0: int = await loop.run_in_executor(None, lambda: start_q.get(timeout=600))
-        t_meas = t0 + int(cfg.warmup_s * 1e9)
-        t_end = t_meas + int(cfg.duration_s * 1e9)
+    async with connected_on_timeline(cfg, ready_q, start_q, 600) as (stub, t0, t_meas, t_end):
         if t0 > now_ns():
             await asyncio.sleep((t0 - now_ns()) / 1e9)
         await _open_loop(cfg, stub, next_req, stats, t0, t_meas, t_end)

@@ -11,11 +11,13 @@ or until its share of the request budget is spent, whichever comes first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import resource
 import time
 import traceback
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -238,6 +240,26 @@ async def _open_loop(
         await asyncio.wait(tasks, timeout=cfg.timeout_s + 5.0)
 
 
+@contextlib.asynccontextmanager
+async def connected_on_timeline(
+    cfg: WorkerConfig, ready_q: Any, start_q: Any, start_timeout_s: float
+) -> AsyncIterator[tuple[router_pb2_grpc.RouterServiceStub, int, int, int]]:
+    """Connect, report ready, and wait for the coordinator's shared start time.
+
+    Yields (stub, start, measurement start, end) in ns. One connection per
+    process: separate processes must not share a subchannel pool.
+    """
+    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
+    async with grpc.aio.insecure_channel(cfg.target, options=options) as channel:
+        await asyncio.wait_for(channel.channel_ready(), timeout=30)
+        ready_q.put(("ready", cfg.index, None))
+        loop = asyncio.get_running_loop()
+        t0: int = await loop.run_in_executor(None, lambda: start_q.get(timeout=start_timeout_s))
+        t_meas = t0 + int(cfg.warmup_s * 1e9)
+        t_end = t_meas + int(cfg.duration_s * 1e9)
+        yield router_pb2_grpc.RouterServiceStub(channel), t0, t_meas, t_end
+
+
 async def _run(cfg: WorkerConfig, ready_q: Any, start_q: Any) -> dict[str, Any]:
     pool = load_pool(cfg.data_dir)
     mix = PromptMix(
@@ -257,16 +279,7 @@ async def _run(cfg: WorkerConfig, ready_q: Any, start_q: Any) -> dict[str, Any]:
         item, kind = mix.next_item()
         return factory.build(item), kind
 
-    # One connection per process: separate processes must not share a subchannel pool.
-    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
-    async with grpc.aio.insecure_channel(cfg.target, options=options) as channel:
-        await asyncio.wait_for(channel.channel_ready(), timeout=30)
-        stub = router_pb2_grpc.RouterServiceStub(channel)
-        ready_q.put(("ready", cfg.index, None))
-        loop = asyncio.get_running_loop()
-        t0: int = await loop.run_in_executor(None, lambda: start_q.get(timeout=300))
-        t_meas = t0 + int(cfg.warmup_s * 1e9)
-        t_end = t_meas + int(cfg.duration_s * 1e9)
+    async with connected_on_timeline(cfg, ready_q, start_q, 300) as (stub, t0, t_meas, t_end):
         stats = _Stats()
         cpu_at: dict[str, float] = {}
 
