@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from semroute import _static
 from semroute.bundle import sha256_file
 from semroute.encoder.errors import EncoderError
+from semroute.encoder.tokenize import TextTokenizer
 
 __all__ = ["StaticEncoder", "default_static_dir"]
 
@@ -75,16 +75,6 @@ def _read_meta(model_dir: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or not meta.get("id") or not meta.get("dim"):
         raise EncoderError(f"{path} must be a JSON object with at least 'id' and 'dim'")
     return meta
-
-
-def _special_run(mask: Sequence[int]) -> int:
-    """Length of the leading run of 1s in a special-tokens mask."""
-    n = 0
-    for m in mask:
-        if not m:
-            break
-        n += 1
-    return n
 
 
 class StaticEncoder:
@@ -136,23 +126,13 @@ class StaticEncoder:
                 f"empty {empty.shape}, static.json dim {meta['dim']})"
             )
 
-        try:
-            tok = Tokenizer.from_file(str(tokenizer_path))
-        except Exception as e:  # the Rust side raises a bare Exception for a malformed file
-            raise EncoderError(f"cannot load tokenizer {tokenizer_path}: {e}") from e
-        tok.no_padding()
-        tok.no_truncation()
-        if tok.get_vocab_size() > vocab:
+        # Loads and checks the tokenizer (max_tokens must leave room for text).
+        tok = TextTokenizer(tokenizer_path, max_tokens)
+        if tok.vocab_size > vocab:
             raise EncoderError(
-                f"tokenizer has {tok.get_vocab_size()} tokens but the table only {vocab} rows"
+                f"tokenizer has {tok.vocab_size} tokens but the table only {vocab} rows"
             )
-        mask = tok.encode("a").special_tokens_mask
-        specials = _special_run(mask) + _special_run(mask[::-1])
-        if max_tokens < specials + 2:
-            raise EncoderError(
-                f"max_tokens={max_tokens} leaves no room for text next to {specials} special "
-                f"tokens; use at least {specials + 2}"
-            )
+        specials = tok.special_tokens
 
         self.model_dir = model_dir
         self.id = str(meta["id"])
@@ -197,12 +177,7 @@ class StaticEncoder:
         out = np.empty((n, self.dim), dtype=np.float32)
         if not n:
             return out
-        specials = self._add_special_tokens
-        if n == 1:  # encode_batch's thread-pool hop costs more than it saves for one text
-            id_lists = [self._tok.encode(texts[0], add_special_tokens=specials).ids]
-        else:
-            encs = self._tok.encode_batch(list(texts), add_special_tokens=specials)
-            id_lists = [e.ids for e in encs]
+        id_lists = self._tok.ids(texts, add_special_tokens=self._add_special_tokens)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum([len(x) for x in id_lists], out=offsets[1:])
         ids = np.fromiter(
@@ -213,4 +188,4 @@ class StaticEncoder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` including special tokens, before truncation (as Encoder counts)."""
-        return len(self._tok.encode(text).ids)
+        return self._tok.count_tokens(text)

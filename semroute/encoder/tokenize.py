@@ -77,9 +77,26 @@ class TextTokenizer:
             )
         self.max_tokens = max_tokens
 
+    @property
+    def special_tokens(self) -> int:
+        """Special tokens the post-processor adds around one text ([CLS] and [SEP] for BERT)."""
+        return self._lead + self._trail
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._tok.get_vocab_size())
+
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` becomes, special tokens included, *before* truncation to max_tokens."""
         return len(self._tok.encode(text).ids)
+
+    def ids(self, texts: Sequence[str], *, add_special_tokens: bool) -> list[list[int]]:
+        """Each text's token ids, untruncated and unpadded (for callers that pool ids
+        themselves, like the static encoder)."""
+        if len(texts) == 1:  # encode_batch's thread-pool hop costs more than it saves
+            return [self._tok.encode(texts[0], add_special_tokens=add_special_tokens).ids]
+        encs = self._tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        return [e.ids for e in encs]
 
     def encode_batch(self, texts: Sequence[str]) -> TokenBatch:
         """Tokenise, truncate head+tail to max_tokens, pad to the longest text of this batch."""
