@@ -52,7 +52,7 @@ from benchmarks.prompts import (
 )
 from semroute import _policy
 from semroute.config import Config, load_config
-from semroute.encoder import Encoder, default_model_dir
+from semroute.encoder import Encoder, plain_model_dir
 from semroute.encoder.static import StaticEncoder, default_static_dir
 from semroute.policy import Policy
 from semroute.route_index import build_route_index, load_route_index
@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     config = load_config(args.config)
     threads = config.encoder.intra_op_threads
     onnx = Encoder(
-        default_model_dir(), max_tokens=config.encoder.max_tokens, intra_op_threads=threads
+        plain_model_dir(), max_tokens=config.encoder.max_tokens, intra_op_threads=threads
     )
     static = StaticEncoder(
         args.static_dir or default_static_dir(), max_tokens=config.encoder.max_tokens

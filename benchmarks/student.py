@@ -42,7 +42,7 @@ import numpy as np
 from benchmarks.prompts import default_data_dir
 from benchmarks.static_tier import round_times
 from semroute.config import Config, load_config
-from semroute.encoder import Encoder, default_model_dir
+from semroute.encoder import Encoder, plain_model_dir
 from semroute.policy import Policy
 from semroute.route_index import build_route_index, load_route_index
 from semroute.router import Router, RoutingState
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     config = load_config(args.config)
     enc = config.encoder
     kw = {"max_tokens": enc.max_tokens, "intra_op_threads": enc.intra_op_threads}
-    teacher = Encoder(args.teacher or default_model_dir(), **kw)
+    teacher = Encoder(args.teacher or plain_model_dir(), **kw)
     student = Encoder(args.student, **kw)
     encoders = {"teacher": teacher, "student": student}
     prompts = eval_prompts(args.data_dir or default_data_dir())

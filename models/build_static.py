@@ -4,7 +4,7 @@
 Why: a static table (one vector per WordPiece token, text = mean of its tokens' vectors) embeds
 a prompt in microseconds instead of the ~1 ms a MiniLM forward pass costs, so confident prompts
 can skip the transformer. The table is distilled from the ONNX encoder the router already ships
-(``semroute.encoder.Encoder(default_model_dir())``); nothing is downloaded, torch is not used.
+(``semroute.encoder.Encoder(plain_model_dir())``); nothing is downloaded, torch is not used.
 
 Steps (numbers from the committed build are in static.json and models/README.md):
 
@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.prompts import default_data_dir, load_mmlu  # noqa: E402
 from semroute.bundle import sha256_file  # noqa: E402
-from semroute.encoder import Encoder, default_model_dir  # noqa: E402
+from semroute.encoder import Encoder, plain_model_dir  # noqa: E402
 from semroute.encoder.tokenize import TokenBatch  # noqa: E402
 
 STATIC_ID = "minilm-l6-v2-static/pca{dim}"
@@ -293,7 +293,7 @@ def quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def build(args: argparse.Namespace) -> None:
     t_start = time.time()
     rng = np.random.default_rng(args.seed)
-    encoder = Encoder(default_model_dir(), intra_op_threads=args.threads)
+    encoder = Encoder(plain_model_dir(), intra_op_threads=args.threads)
     tok = encoder._tokenizer._tok  # the runtime's tokenizer, padding and truncation off
     vocab = tok.get_vocab_size()
     log(f"source encoder {encoder.id}, vocab {vocab}")

@@ -86,7 +86,7 @@ from build_encoder import (  # noqa: E402
 
 from benchmarks.prompts import chat_prompts, load_mmlu, load_mt_bench  # noqa: E402
 from semroute.bundle import sha256_file  # noqa: E402
-from semroute.encoder import Encoder, default_model_dir  # noqa: E402
+from semroute.encoder import Encoder, plain_model_dir  # noqa: E402
 from semroute.encoder.tokenize import TextTokenizer  # noqa: E402
 
 CONFIG = ROOT / "configs" / "default.yaml"
@@ -515,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= len(layers) <= tcfg.layers or any(not 0 <= i < tcfg.layers for i in layers):
         raise SystemExit(f"--layers must pick from 0..{tcfg.layers - 1}")
     cfg = BertConfig(**{**tcfg.__dict__, "layers": len(layers)})
-    teacher_dir = args.teacher or default_model_dir()
+    teacher_dir = args.teacher or plain_model_dir()
     teacher = Encoder(teacher_dir, intra_op_threads=1, max_tokens=TRAIN_MAX_TOKENS)
     tok = TextTokenizer(teacher_dir / "tokenizer.json", TRAIN_MAX_TOKENS)
 

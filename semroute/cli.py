@@ -52,6 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", help="bundle dir (default: the config's index_path)")
     b.set_defaults(func=_index_build)
 
+    p = sub.add_parser(
+        "eval-routes", help="route accuracy on your labelled prompts (JSONL: prompt, label)"
+    )
+    p.add_argument("--data", required=True, help='JSONL lines {"prompt": ..., "label": ROUTE}')
+    p.add_argument("--config", help="YAML config (default: configs/default.yaml)")
+    p.add_argument("--png", help="confusion-matrix PNG (default: next to --data)")
+    p.add_argument("--json", dest="json_out", help="write the metrics as JSON here")
+    p.set_defaults(func=_eval_routes)
+
     _register_tools(sub)
     args = parser.parse_args(argv)
     try:
@@ -85,6 +94,46 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return run_workers(args.config, args.host, args.port, args.index, args.workers)
     return run_process(args.config, args.host, args.port, args.index)
+
+
+def _eval_routes(args: argparse.Namespace) -> int:
+    """Decide every labelled prompt in-process (the serving pipeline, no cache) and score it."""
+    from semroute.route_eval import (
+        format_report,
+        plot_confusion,
+        read_labelled,
+        route_metrics,
+        route_prices,
+    )
+    from semroute.server.app import load_router
+    from semroute.types import RouteQuery
+
+    try:
+        items = read_labelled(args.data)
+    except (OSError, ValueError) as e:
+        print(f"semroute eval-routes: {e}", file=sys.stderr)
+        return 2
+    config = load_config(args.config)
+    known = {r.name for r in config.routes}
+    unknown = sorted({i.label for i in items} - known)
+    if unknown:
+        print(
+            f"semroute eval-routes: labels that are not routes of the config: "
+            f"{', '.join(unknown)} (routes: {', '.join(sorted(known))})",
+            file=sys.stderr,
+        )
+        return 2
+    _ensure_default_index(config)
+    router = load_router(config)
+    predicted = [router.route(RouteQuery(text=i.prompt)).route for i in items]
+    metrics = route_metrics(items, predicted, route_prices(router.state.policy, config))
+    print(format_report(metrics))
+    png = Path(args.png) if args.png else Path(args.data).with_suffix(".confusion.png")
+    plot_confusion(metrics, png, f"{Path(args.data).name}: accuracy {metrics['accuracy']:.3f}")
+    print(f"confusion matrix: {png}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(metrics, indent=1) + "\n")
+    return 0
 
 
 def _encoder(config: Config) -> Encoder:
@@ -219,6 +268,8 @@ def _print_decision(d) -> None:  # type: ignore[no-untyped-def]
     if d.matches:
         print("matches:   " + ", ".join(f"{m.route} {m.score:.2f}" for m in d.matches))
     print(f"versions:  index {d.index_version}  encoder {d.encoder_id}  config {d.config_version}")
+    if d.classifier_version:
+        print(f"classifier: {d.classifier_version}")
     t = d.timing
     print(f"timing:    {t.total_us} µs (encode {t.encode_us}, search {t.search_us})")
 

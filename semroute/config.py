@@ -145,12 +145,28 @@ class PolicySpec(_Frozen):
 
 
 class EncoderSpec(_Frozen):
-    # None = the bundled model (models/minilm-l6-v2-int8); a relative path is
+    # None = the bundled model (models/minilm-l6-routes-int8); a relative path is
     # relative to the config file, like every path in it.
     model_dir: Path | None = None
     device: Literal["cpu", "cuda"] = "cpu"
     intra_op_threads: int = Field(default=0, ge=0)
     max_tokens: int = Field(default=128, ge=8, le=8192)
+
+
+class ClassifierSpec(_Frozen):
+    """The encoder's trained route classifier (models/minilm-l6-routes-int8 by default).
+
+    When the encoder model has a route head, its calibrated probabilities decide among the
+    routes it was trained on; config routes it does not know are matched by their utterances
+    and win when they clear their threshold. Below `min_confidence` the default route applies;
+    routes within `tie_margin` of the best one are near-ties, and the one with the highest
+    quality bar wins (a hard prompt sent to a cheap model costs more than the reverse).
+    Calibrated in models/README.md ("Route classifier").
+    """
+
+    enabled: bool = True
+    min_confidence: float = Field(default=0.35, ge=0, le=1)
+    tie_margin: float = Field(default=0.10, ge=0, le=1)
 
 
 class ServerSpec(_Frozen):
@@ -322,6 +338,7 @@ class Config(_Frozen):
     rules: tuple[RuleSpec, ...] = ()
     policy: PolicySpec
     encoder: EncoderSpec = EncoderSpec()
+    classifier: ClassifierSpec = ClassifierSpec()
     fast_tier: FastTierSpec = FastTierSpec()
     learned: LearnedSpec = LearnedSpec()
     server: ServerSpec = ServerSpec()

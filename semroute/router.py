@@ -23,6 +23,7 @@ from semroute.bundle import BundleError
 from semroute.config import Config
 from semroute.policy import Choice, Policy
 from semroute.quality.predictor import QualityPredictor
+from semroute.route_classifier import ClassifierRoutes
 from semroute.route_index import RouteIndex, TextEncoder, load_route_index
 from semroute.rules import RuleSet
 from semroute.types import Decision, Reason, RouteQuery, Tier, Timing
@@ -47,6 +48,8 @@ class RoutingState:
     # its column in the predictor's output (-1: not in the bundle).
     predictor: QualityPredictor | None = None
     learned_columns: np.ndarray | None = None
+    # The encoder's route classifier fitted to this config's routes (None: utterances decide).
+    classifier: ClassifierRoutes | None = None
 
     @classmethod
     def load(
@@ -65,7 +68,9 @@ class RoutingState:
         predictor = columns = None
         if config.learned.bundle is not None:
             predictor, columns = _load_predictor(config, encoder)
-        return cls(config, RuleSet(config.rules), index, Policy(config), predictor, columns)
+        classifier = ClassifierRoutes.build(config, getattr(encoder, "route_head", None))
+        policy = Policy(config)
+        return cls(config, RuleSet(config.rules), index, policy, predictor, columns, classifier)
 
     @cached_property
     def cache_salt(self) -> bytes:
@@ -183,9 +188,41 @@ class Router:
         if embedding is None:
             raise ValueError("this plan needs an embedding")
         emb, encode_ns = embedding
-        per_route, search_ns = self._route_scores(plan.state, emb, static=False)
         learned = self._learned(plan, emb) if plan.state.predictor is not None else None
+        if plan.state.classifier is not None:
+            return self._classified(plan, emb, encode_ns, learned)
+        per_route, search_ns = self._route_scores(plan.state, emb, static=False)
         return self._finish(plan, per_route, Tier.ENCODER, encode_ns, search_ns, learned)
+
+    def _classified(
+        self,
+        plan: Plan,
+        emb: np.ndarray,
+        encode_ns: int,
+        learned: tuple[np.ndarray, float] | None,
+    ) -> Decision:
+        """The route from the classifier's probabilities (custom config routes by utterances)."""
+        state = plan.state
+        classifier = state.classifier
+        assert classifier is not None
+        t0 = time.perf_counter_ns()
+        probs = classifier.probabilities(emb)
+        custom = None
+        if classifier.custom:
+            custom, _ = self._route_scores(state, emb, static=False)
+        route_id, confidence, reason = classifier.match(
+            probs,
+            custom,
+            state.policy.route_bars,
+            state.policy.route_pos[state.config.policy.default_route],
+        )
+        scores = np.where(np.isnan(probs), custom if custom is not None else -np.inf, probs)
+        search_ns = time.perf_counter_ns() - t0
+        version = classifier.version if reason == Reason.CLASSIFIER else ""
+        match = (state.policy.route_names[route_id], confidence, reason)
+        return self._finish(
+            plan, scores, Tier.ENCODER, encode_ns, search_ns, learned, match, version
+        )
 
     @staticmethod
     def _learned(plan: Plan, emb: np.ndarray) -> tuple[np.ndarray, float]:
@@ -219,15 +256,17 @@ class Router:
         encode_ns: int,
         search_ns: int,
         learned: tuple[np.ndarray, float] | None = None,
+        match: tuple[str, float, Reason] | None = None,
+        classifier_version: str = "",
     ) -> Decision:
-        """Match the route (unless a rule decided) and choose the model."""
+        """Match the route (unless a rule or the classifier decided) and choose the model."""
         state, query = plan.state, plan.query
         policy = state.policy
         matches: tuple[tuple[str, float], ...] = ()
         if per_route is None:
             route, confidence, reason = plan.rule_route, 1.0, Reason.RULE
         else:
-            route, confidence, reason = self._match(state, per_route)
+            route, confidence, reason = match or self._match(state, per_route)
             order = np.argsort(-per_route)[:MAX_MATCHES]
             matches = tuple(
                 (policy.route_names[i], float(per_route[i]))
@@ -251,7 +290,18 @@ class Router:
             policy_us=policy_ns // 1000,
         )
         encoder_id = self.static_encoder.id if tier == Tier.STATIC else self.encoder.id  # type: ignore[union-attr]
-        return _decision(plan, choice, route, confidence, reason, matches, encoder_id, tier, timing)
+        return _decision(
+            plan,
+            choice,
+            route,
+            confidence,
+            reason,
+            matches,
+            encoder_id,
+            tier,
+            timing,
+            classifier_version,
+        )
 
     @staticmethod
     def _match(state: RoutingState, per_route: np.ndarray) -> tuple[str, float, Reason]:
@@ -289,6 +339,7 @@ def _decision(
     encoder_id: str,
     tier: Tier,
     timing: Timing,
+    classifier_version: str = "",
 ) -> Decision:
     return Decision(
         request_id=plan.query.request_id,
@@ -307,6 +358,7 @@ def _decision(
         rule=plan.rule_name,
         tier=tier,
         timing=timing,
+        classifier_version=classifier_version,
     )
 
 

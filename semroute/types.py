@@ -18,6 +18,7 @@ class Reason(enum.IntEnum):
     LEARNED_SCORE = 3
     DEFAULT = 4
     FALLBACK = 5
+    CLASSIFIER = 6
 
 
 class Tier(enum.IntEnum):
@@ -94,6 +95,8 @@ class Decision:
     rule: str = ""
     tier: Tier = Tier.ENCODER
     timing: Timing = field(default_factory=Timing)
+    # Version of the route classifier that decided the route ("" when it did not).
+    classifier_version: str = ""
 
 
 class RoutingError(Exception):

@@ -36,7 +36,7 @@ def test_route_accuracy_on_held_out_prompts(router) -> None:  # type: ignore[no-
         if d.route != expected:
             wrong.append((expected, d.route, prompt))
     accuracy = 1 - len(wrong) / len(probes)
-    assert accuracy >= 0.85, f"accuracy {accuracy:.2f}; misrouted: {wrong}"
+    assert accuracy >= 0.90, f"accuracy {accuracy:.2f}; misrouted: {wrong}"
 
 
 def test_easy_prompts_stay_cheap_and_hard_ones_go_frontier(router, config: Config) -> None:  # type: ignore[no-untyped-def]

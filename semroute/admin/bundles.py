@@ -40,7 +40,7 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 # Sections of a bundle's config that decide requests and travel with it; every
 # other section (encoder, server, caches, batching, admin, index_path, and any
 # section added later) stays the one the server started with.
-ROUTING_SECTIONS = ("models", "routes", "rules", "policy", "fast_tier")
+ROUTING_SECTIONS = ("models", "routes", "rules", "policy", "classifier", "fast_tier")
 MAX_ARCHIVE_MEMBERS = 256
 
 

@@ -23,13 +23,17 @@ import numpy as np
 from semroute.bundle import sha256_file
 from semroute.encoder.errors import EncoderError
 from semroute.encoder.onnx_backend import OnnxBackend
+from semroute.encoder.route_head import RouteHead
 from semroute.encoder.tokenize import TextTokenizer, TokenBatch
 
-__all__ = ["Encoder", "EncoderError", "default_model_dir"]
+__all__ = ["Encoder", "EncoderError", "RouteHead", "default_model_dir", "plain_model_dir"]
 
 log = logging.getLogger("semroute.encoder")
 
-BUNDLED_MODEL = "minilm-l6-v2-int8"
+# The default: all-MiniLM-L6-v2 fine-tuned as the route classifier (models/build_classifier.py).
+BUNDLED_MODEL = "minilm-l6-routes-int8"
+# The plain sentence encoder it was fine-tuned from (models/build_encoder.py); build scripts use it.
+PLAIN_MODEL = "minilm-l6-v2-int8"
 MODEL_DIR_ENV = "SEMROUTE_MODEL_DIR"
 # Used when a model directory has no encoder.json to say otherwise.
 FALLBACK_MAX_TOKENS = 512
@@ -38,14 +42,25 @@ FALLBACK_MAX_TOKENS = 512
 # (activations fall out of cache; attention scores grow with width²).
 MAX_BATCH_TOKENS = 2048
 MAX_BATCH_ROWS = 128
+# Texts run once at load to check a classifier's numpy head against its graph's logits.
+ROUTE_HEAD_PROBES = (
+    "write a python function that parses dates",
+    "hello there",
+    "证明根号2是无理数",
+)
 
 
 def default_model_dir() -> Path:
-    """The bundled model (<repo>/models/minilm-l6-v2-int8), or $SEMROUTE_MODEL_DIR if set."""
+    """The bundled model (<repo>/models/minilm-l6-routes-int8), or $SEMROUTE_MODEL_DIR if set."""
     env = os.environ.get(MODEL_DIR_ENV)
     if env:
         return Path(env).expanduser()
     return Path(__file__).resolve().parents[2] / "models" / BUNDLED_MODEL
+
+
+def plain_model_dir() -> Path:
+    """The bundled plain sentence encoder (<repo>/models/minilm-l6-v2-int8)."""
+    return Path(__file__).resolve().parents[2] / "models" / PLAIN_MODEL
 
 
 def _read_metadata(model_dir: Path) -> dict[str, Any]:
@@ -82,7 +97,7 @@ class Encoder:
             raise EncoderError(
                 f"encoder model directory {model_dir} does not exist; set encoder.model_dir in "
                 f"the config or ${MODEL_DIR_ENV}, or rebuild the bundled model with "
-                f"`python models/build_encoder.py --out models/{BUNDLED_MODEL}`"
+                f"`python models/build_classifier.py --out models/{BUNDLED_MODEL}`"
             )
         model_path = model_dir / "model.onnx"
         tokenizer_path = model_dir / "tokenizer.json"
@@ -128,6 +143,10 @@ class Encoder:
         if "dim" in meta and int(meta["dim"]) != dim:
             raise EncoderError(f"encoder.json says dim {meta['dim']} but {model_path} gives {dim}")
         self.dim = int(dim)
+        # The trained route classifier's head, when this model is one (models/build_classifier.py).
+        self.route_head = RouteHead.load(model_dir, meta)
+        if self.route_head is not None:
+            self._check_route_head(self.route_head)
         log.info(
             "encoder %s loaded from %s (dim %d, max_tokens %d, providers %s)",
             self.id,
@@ -136,6 +155,14 @@ class Encoder:
             self.max_tokens,
             ",".join(self.providers),
         )
+
+    def _check_route_head(self, head: RouteHead) -> None:
+        if head.dim != self.dim:
+            raise EncoderError(f"route head expects dim {head.dim}, {self.id} gives {self.dim}")
+        if head.graph_output not in self._backend.output_names:
+            raise EncoderError(f"{self.model_dir}: the graph has no {head.graph_output} output")
+        probe = self._tokenizer.encode_batch(list(ROUTE_HEAD_PROBES))
+        head.verify(self._backend.run(probe), self._backend.run_output(probe, head.graph_output))
 
     def __repr__(self) -> str:
         return f"Encoder(id={self.id!r}, dim={self.dim}, providers={self.providers})"

@@ -147,17 +147,27 @@ class OnnxBackend:
         # Rank-2 outputs are trusted to be unit length only when the model says so.
         self._normalize = not (self.pooled and output_normalized)
 
-    def run(self, batch: TokenBatch) -> np.ndarray:
-        """(n, dim) float32 embeddings with unit-length rows for a non-empty batch."""
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.session.get_outputs())
+
+    def _feeds(self, batch: TokenBatch) -> dict[str, np.ndarray]:
         arrays = {
             "input_ids": batch.input_ids,
             "attention_mask": batch.attention_mask,
             "token_type_ids": batch.token_type_ids,
         }
-        feeds = {
+        return {
             name: arrays[name].astype(dtype, copy=False) for name, dtype in self._inputs.items()
         }
-        out = np.asarray(self.session.run([self.output], feeds)[0], dtype=np.float32)
+
+    def run_output(self, batch: TokenBatch, name: str) -> np.ndarray:
+        """Another output of the graph (e.g. a classifier's ``route_logits``), as float32."""
+        return np.asarray(self.session.run([name], self._feeds(batch))[0], dtype=np.float32)
+
+    def run(self, batch: TokenBatch) -> np.ndarray:
+        """(n, dim) float32 embeddings with unit-length rows for a non-empty batch."""
+        out = np.asarray(self.session.run([self.output], self._feeds(batch))[0], dtype=np.float32)
         if not self.pooled:
             mask = batch.attention_mask[:, :, None].astype(np.float32)
             out = (out * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)

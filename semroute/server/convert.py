@@ -116,6 +116,7 @@ def decision_to_proto(d: Decision) -> pb.RouteDecision:
         config_version=d.config_version,
         rule=d.rule,
         tier=int(d.tier),
+        classifier_version=d.classifier_version,
         timing=pb.Timing(
             total_us=d.timing.total_us,
             rules_us=d.timing.rules_us,
