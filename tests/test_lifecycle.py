@@ -325,3 +325,40 @@ def test_sigterm_drains_a_serve_process(index_dir: Path, tmp_path: Path) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_workers_share_the_port_with_so_reuseport(index_dir: Path, tmp_path: Path) -> None:
+    """`--workers 2`: two processes accept on one port. Each has its own decision cache, so
+    the same prompt over fresh connections is decided by the encoder once per process."""
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "semroute", "serve", "--workers", "2",
+             "--host", "127.0.0.1", "--port", str(port), "--index", str(index_dir)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+        )  # fmt: skip
+    try:
+        wait_serving(target, timeout=120, proc=proc)
+        request = pb.RouteRequest(prompt="what does the warranty cover on a refurbished laptop?")
+        tiers = []
+        fresh = [("grpc.use_local_subchannel_pool", 1)]
+        for _ in range(400):  # a new TCP connection each time; the kernel spreads them
+            with grpc.insecure_channel(target, options=fresh) as ch:
+                try:
+                    d = router_pb2_grpc.RouterServiceStub(ch).Route(request, timeout=30)
+                except grpc.RpcError as e:
+                    # the other process may still be loading its model: try another connection
+                    assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+                    continue
+            tiers.append(d.tier)
+            if tiers.count(pb.TIER_ENCODER) == 2:
+                break
+        assert tiers.count(pb.TIER_ENCODER) == 2, tiers
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
