@@ -73,7 +73,7 @@ def test_normalise_folds_case_and_whitespace_only() -> None:
 
 def test_stats_count_each_hit_miss_expiry_and_eviction() -> None:
     c: DecisionCache[str] = DecisionCache(max_entries=2, max_bytes=10**6, ttl_s=5)
-    assert c.get(b"absent", now=0) is None
+    assert c.get(b"absent", now=0) is None and c.get(b"absent", now=0) is None
     c.put(b"a", "A", 10, now=0)
     c.put(b"b", "B", 10, now=0)
     assert c.get(b"a", now=1) == "A" and c.get(b"a", now=2) == "A"
@@ -81,7 +81,8 @@ def test_stats_count_each_hit_miss_expiry_and_eviction() -> None:
     c.put(b"c", "C", 10, now=6)
     c.put(b"d", "D", 10, now=6)
     c.put(b"e", "E", 10, now=6)  # two evictions: a, then c
-    assert (c.stats.hits, c.stats.misses, c.stats.expirations, c.stats.evictions) == (2, 2, 1, 2)
+    assert c.get(b"e", now=20) is None  # expired
+    assert (c.stats.hits, c.stats.misses, c.stats.expirations, c.stats.evictions) == (2, 4, 2, 2)
 
 
 def test_the_real_clock_is_used_when_no_time_is_given() -> None:
@@ -104,7 +105,7 @@ def test_a_value_exactly_the_byte_budget_is_cached_and_clear_empties() -> None:
     ("entries", "size", "ttl"), [(0, 1, 1.0), (1, 0, 1.0), (1, 1, 0.0), (1, 1, -1.0)]
 )
 def test_each_non_positive_bound_is_rejected(entries: int, size: int, ttl: float) -> None:
-    with pytest.raises(ValueError, match="cache bounds and TTL must be positive"):
+    with pytest.raises(ValueError, match=r"^cache bounds and TTL must be positive$"):
         DecisionCache(max_entries=entries, max_bytes=size, ttl_s=ttl)
 
 

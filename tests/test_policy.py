@@ -218,3 +218,30 @@ def test_messages_name_every_model_and_what_to_relax(policy: Policy) -> None:
         f"no model satisfies the request's constraints ({details}); "
         "relax allowed/excluded models, tags or max_cost_usd"
     )
+
+
+def test_a_quality_equal_to_the_bar_clears_it(policy: Policy, config: Config) -> None:
+    """At the balanced knob the bar is the route's target, at 0 its floor: a model whose
+    quality is exactly that (same float32 rounding on both sides) clears it."""
+    pairs = [
+        (r.name, m.name, knob)
+        for r in config.routes
+        for m in config.models
+        for knob, bar in ((0.5, r.target_quality), (0.0, r.min_quality))
+        if m.route_quality.get(r.name, m.quality) == bar
+    ]
+    assert len(pairs) >= 2
+    for route, model, knob in pairs:
+        d = policy.choose(q(quality_preference=knob), route, 20)
+        assert next(c for c in d.candidates if c.model == model).meets_bar, (route, model, knob)
+
+
+def test_models_the_learned_bundle_does_not_score_are_ineligible(policy: Policy) -> None:
+    predicted = np.array([0.6, 0.7, 0.75, 0.8, 0.9, np.nan, 0.97], dtype=np.float32)
+    assert policy.model_names[5] == "gpt-5.5"
+    d = policy.choose(q(), "reasoning", 20, learned=(predicted, 0.05))
+    by_model = {c.model: c for c in d.candidates}
+    unscored = by_model["gpt-5.5"]
+    assert not unscored.eligible and unscored.ineligible_reason == "not in the learned index"
+    assert unscored.predicted_quality == 0.0
+    assert d.model != "gpt-5.5" and all(c.eligible for m, c in by_model.items() if m != "gpt-5.5")
