@@ -46,6 +46,7 @@ class MicroBatcher:
         max_queue: int = 4096,
         max_queue_wait_ms: float = 0.0,
         parallelism: int = 1,
+        clock: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         positive = min(max_batch, max_queue, parallelism) >= 1 and bucket_ratio >= 1
         if not positive or min(max_wait_us, max_queue_wait_ms) < 0:
@@ -67,6 +68,8 @@ class MicroBatcher:
         # long a new text would wait.
         self.parallelism = parallelism
         self._seconds_per_text = 0.0
+        # Nanoseconds, for timing encoder runs; injectable so tests need no real delays.
+        self.clock = clock
 
     @property
     def queued(self) -> int:
@@ -110,9 +113,9 @@ class MicroBatcher:
     def _timed_encode(self, texts: list[str]) -> tuple[np.ndarray, int]:
         """Encode in the executor; the time excludes the wait for a free thread, so
         the speed estimate does not grow with the queue it is used to bound."""
-        t0 = time.perf_counter_ns()
+        t0 = self.clock()
         emb = self._encode(texts)
-        return emb, time.perf_counter_ns() - t0
+        return emb, self.clock() - t0
 
     def _flush(self) -> None:
         if self._timer is not None:

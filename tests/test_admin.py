@@ -33,15 +33,14 @@ from semroute.v1 import router_pb2 as pb
 
 from .test_admin_support import (
     AUTH,
+    EXPECTED,
     PROMPTS,
     READ_TOKEN,
     TOKEN,
     Bundles,
     bundles,
     copy_bundle,
-    expected,
     running_app,
-    states,
     status,
     stubs,
 )
@@ -213,11 +212,10 @@ async def test_shadow_figures_on_a_crafted_candidate(
     config: Config, encoder: Any, bundles: Bundles
 ) -> None:
     """B sends translation to gpt-5.5 only: the shadow must count exactly the prompts whose
-    model changes, price them, and never change an answer."""
-    st_by_version = states(bundles, encoder)
-    sa, sb = st_by_version[bundles.version_a], st_by_version[bundles.version_b]
-    exp = [(expected(encoder, sa, p), expected(encoder, sb, p)) for p in PROMPTS]
-    diffs = sum(da.model != db.model for da, db in exp)
+    model changes (fixed by hand in EXPECTED), price them as B prices them once active,
+    and never change an answer."""
+    changed = [(a, b) for _, a, b in EXPECTED.values() if a != b]
+    diffs = len(changed)
     assert 0 < diffs < len(PROMPTS)  # the crafted candidate changes some decisions only
     async with running_app(config, encoder, bundles.a) as (_, target), stubs(target) as (adm, rs):
         await adm.LoadIndex(
@@ -229,10 +227,12 @@ async def test_shadow_figures_on_a_crafted_candidate(
             metadata=AUTH,
         )
         # Each prompt twice: once through the encoder, once from the decision cache.
+        served_a = []
         for _round in range(2):
-            for p, (da, _) in zip(PROMPTS, exp, strict=True):
+            for p, (route, model_a, _) in EXPECTED.items():
                 d = await rs.Route(pb.RouteRequest(prompt=p))
-                assert (d.index_version, d.model) == (bundles.version_a, da.model)
+                assert (d.index_version, d.route, d.model) == (bundles.version_a, route, model_a)
+                served_a.append(d)
         n = 2 * len(PROMPTS)
         for _ in range(200):
             sh = (await status(adm)).shadow
@@ -244,22 +244,27 @@ async def test_shadow_figures_on_a_crafted_candidate(
         assert (sh.sampled, sh.compared, sh.dropped, sh.internal_errors) == (n, n, 0, 0)
         assert sh.model_diffs == 2 * diffs and sh.candidate_errors == 0
         assert sh.decision_diff_rate == pytest.approx(diffs / len(PROMPTS))
-        cost_a = 2 * sum(_chosen(da)[0] for da, _ in exp)
-        cost_b = 2 * sum(_chosen(db)[0] for _, db in exp)
-        assert sh.active_cost_usd == pytest.approx(cost_a, rel=1e-6)
-        assert sh.candidate_cost_usd == pytest.approx(cost_b, rel=1e-6)
-        assert sh.cost_delta_ratio == pytest.approx(cost_b / cost_a - 1, rel=1e-6)
-        assert sh.cost_delta_usd_per_request == pytest.approx((cost_b - cost_a) / n, rel=1e-6)
-        q = sum(_chosen(db)[1] - _chosen(da)[1] for da, db in exp) / len(PROMPTS)
-        assert sh.quality_delta == pytest.approx(q, abs=1e-6)
         assert sh.candidate_decide.count == n and sh.active_decide.count == n
         assert sh.candidate_decide.p99_us > 0
-        assert {(c.from_model, c.to_model) for c in sh.top_model_changes} == {
-            (da.model, db.model) for da, db in exp if da.model != db.model
-        }
+        assert {(c.from_model, c.to_model) for c in sh.top_model_changes} == set(changed)
         final = await adm.StopShadow(apb.StopShadowRequest(), metadata=AUTH)
         assert final.report.compared == n
         assert not (await status(adm)).HasField("shadow")
+        # B's own answers, served once it is active, price the candidate's side.
+        await adm.ActivateIndex(apb.ActivateIndexRequest(version=bundles.version_b), metadata=AUTH)
+        served_b = []
+        for p, (route, _, model_b) in EXPECTED.items():
+            d = await rs.Route(pb.RouteRequest(prompt=p))
+            assert (d.index_version, d.route, d.model) == (bundles.version_b, route, model_b)
+            served_b.append(d)
+    cost_a = sum(_chosen(d)[0] for d in served_a)
+    cost_b = 2 * sum(_chosen(d)[0] for d in served_b)
+    assert sh.active_cost_usd == pytest.approx(cost_a, rel=1e-6)
+    assert sh.candidate_cost_usd == pytest.approx(cost_b, rel=1e-6)
+    assert sh.cost_delta_ratio == pytest.approx(cost_b / cost_a - 1, rel=1e-6)
+    assert sh.cost_delta_usd_per_request == pytest.approx((cost_b - cost_a) / n, rel=1e-6)
+    q = (2 * sum(_chosen(d)[1] for d in served_b) - sum(_chosen(d)[1] for d in served_a)) / n
+    assert sh.quality_delta == pytest.approx(q, abs=1e-6)
 
 
 def _chosen(d: Any) -> tuple[float, float]:
@@ -444,7 +449,11 @@ async def test_swap_during_shutdown_is_refused(
         )
         await asyncio.get_running_loop().run_in_executor(None, entered.wait, 20)
         stopping = asyncio.ensure_future(app.stop(grace=10))
-        await asyncio.sleep(0.2)
+        for _ in range(1000):  # until stop() has closed the registry (its first step)
+            if reg.closing:
+                break
+            await asyncio.sleep(0)
+        assert reg.closing
         gate.set()
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await call

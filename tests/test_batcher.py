@@ -78,20 +78,74 @@ async def test_batched_equals_single_with_the_real_encoder(encoder) -> None:  # 
     assert np.abs(batched - single).max() == pytest.approx(0, abs=1e-5)
 
 
+class FakeClock:
+    """Nanoseconds that advance only when the fake encoder says it worked."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+
 async def test_expected_wait_follows_measured_encoder_speed() -> None:
     """The wait estimate is texts queued × measured seconds per text / parallelism."""
+    clock = FakeClock()
+    gate = threading.Event()
 
-    def slow(texts: Sequence[str]) -> np.ndarray:
-        threading.Event().wait(0.02 * len(texts))  # 20 ms per text
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        clock.now += 20_000_000 * len(texts)  # 20 ms per text, on the injected clock
+        if texts[0] != "first":
+            assert gate.wait(20)
         return np.zeros((len(texts), 2), dtype=np.float32)
 
     with ThreadPoolExecutor(2) as pool:
-        b = MicroBatcher(slow, pool, max_batch=1, max_wait_us=0, parallelism=2)
+        b = MicroBatcher(encode, pool, max_batch=1, max_wait_us=0, parallelism=2, clock=clock)
         assert b.expected_wait_s() == 0.0  # nothing measured yet: admit
         await b.embed("first")
         queued = [asyncio.ensure_future(b.embed(f"t{i}")) for i in range(10)]
-        await asyncio.sleep(0)  # all ten are queued now
+        await asyncio.sleep(0)  # all ten are queued now (the encoder is held at the gate)
         assert b.queued == 10
-        assert 10 * 0.02 / 2 * 0.8 < b.expected_wait_s() < 10 * 0.02 / 2 * 3
+        assert b.expected_wait_s() == pytest.approx(10 * 0.02 / 2)
+        gate.set()
         await asyncio.gather(*queued)
     assert b.expected_wait_s() == 0.0
+
+
+async def test_refusal_names_the_full_queue_then_the_expected_wait() -> None:
+    clock = FakeClock()
+    gate = threading.Event()
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        clock.now += 50_000_000 * len(texts)  # 50 ms per text
+        if texts[0] != "first":
+            assert gate.wait(20)
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    with ThreadPoolExecutor(2) as pool:
+        b = MicroBatcher(
+            encode,
+            pool,
+            max_batch=1,
+            max_wait_us=0,
+            parallelism=2,
+            max_queue=6,
+            max_queue_wait_ms=100,
+            clock=clock,
+        )
+        assert b.refusal() is None
+        await b.embed("first")
+        held = []
+        for i in range(6):
+            held.append(asyncio.ensure_future(b.embed(f"t{i}")))
+            await asyncio.sleep(0)
+            # 25 ms of expected wait per queued text: over 100 ms from the 5th on
+            refusal = b.refusal()
+            if b.queued < 5:
+                assert refusal is None, b.queued
+            elif b.queued < 6:
+                assert refusal is not None and "max_queue_wait_ms" in refusal
+            else:
+                assert refusal is not None and "6 requests are waiting" in refusal
+        gate.set()
+        await asyncio.gather(*held)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from semroute.config import ConfigError, default_config_path, load_config
 
@@ -66,8 +67,9 @@ def test_unparsable_and_missing_files(tmp_path: Path) -> None:
 
 def test_config_is_immutable() -> None:
     c = load_config()
-    with pytest.raises(Exception):  # noqa: B017 - pydantic raises its ValidationError
+    with pytest.raises(ValidationError, match="frozen"):
         c.models[0].quality = 0.1  # type: ignore[misc]
+    assert c.models[0].quality != 0.1
 
 
 def test_index_path_resolves_against_config_dir(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from semroute.decision_cache import ENTRY_OVERHEAD_BYTES, DecisionCache, cache_key
+from semroute.decision_cache import ENTRY_OVERHEAD_BYTES, DecisionCache, cache_key, normalise
 from semroute.types import RouteQuery
 
 
@@ -65,3 +65,64 @@ def test_key_covers_everything_that_changes_the_answer() -> None:
         cache_key(RouteQuery(text="what are your closing hours?"), 0.5, "cfg1", "idx1"),
     ]
     assert len({k, *variants}) == len(variants) + 1
+
+
+def test_normalise_folds_case_and_whitespace_only() -> None:
+    assert normalise("  What are\tYOUR   opening\nhours? ") == "what are your opening hours?"
+
+
+def test_stats_count_each_hit_miss_expiry_and_eviction() -> None:
+    c: DecisionCache[str] = DecisionCache(max_entries=2, max_bytes=10**6, ttl_s=5)
+    assert c.get(b"absent", now=0) is None and c.get(b"absent", now=0) is None
+    c.put(b"a", "A", 10, now=0)
+    c.put(b"b", "B", 10, now=0)
+    assert c.get(b"a", now=1) == "A" and c.get(b"a", now=2) == "A"
+    assert c.get(b"b", now=6) is None  # expired
+    c.put(b"c", "C", 10, now=6)
+    c.put(b"d", "D", 10, now=6)
+    c.put(b"e", "E", 10, now=6)  # two evictions: a, then c
+    assert c.get(b"e", now=20) is None  # expired
+    assert (c.stats.hits, c.stats.misses, c.stats.expirations, c.stats.evictions) == (2, 4, 2, 2)
+
+
+def test_the_real_clock_is_used_when_no_time_is_given() -> None:
+    c: DecisionCache[str] = DecisionCache(max_entries=2, max_bytes=10**6, ttl_s=3600)
+    c.put(b"k", "v", 10)
+    assert c.get(b"k") == "v"
+
+
+def test_a_value_exactly_the_byte_budget_is_cached_and_clear_empties() -> None:
+    c: DecisionCache[str] = DecisionCache(
+        max_entries=10, max_bytes=100 + ENTRY_OVERHEAD_BYTES, ttl_s=60
+    )
+    c.put(b"k", "v", 100, now=0)
+    assert c.get(b"k", now=0) == "v" and c.bytes == 100 + ENTRY_OVERHEAD_BYTES
+    c.clear()
+    assert len(c) == 0 and c.bytes == 0 and c.get(b"k", now=0) is None
+
+
+@pytest.mark.parametrize(
+    ("entries", "size", "ttl"), [(0, 1, 1.0), (1, 0, 1.0), (1, 1, 0.0), (1, 1, -1.0)]
+)
+def test_each_non_positive_bound_is_rejected(entries: int, size: int, ttl: float) -> None:
+    with pytest.raises(ValueError, match=r"^cache bounds and TTL must be positive$"):
+        DecisionCache(max_entries=entries, max_bytes=size, ttl_s=ttl)
+
+
+def test_the_smallest_positive_bounds_are_accepted() -> None:
+    c: DecisionCache[str] = DecisionCache(max_entries=1, max_bytes=1, ttl_s=0.5)
+    assert len(c) == 0 and c.max_entries == 1 and c.max_bytes == 1
+
+
+def test_keys_are_16_bytes_and_separate_each_cost_cap_and_output_length() -> None:
+    """16 bytes: ENTRY_OVERHEAD_BYTES budgets for keys of this size."""
+    base = RouteQuery(text="hello")
+    keys = {
+        cache_key(RouteQuery(text="hello", max_cost_usd=cost, expected_output_tokens=tokens), *args)
+        for cost in (None, 0.01, 0.02)
+        for tokens in (None, 10, 20)
+        for args in [(0.5, "c", "i")]
+    }
+    assert len(keys) == 9
+    assert {len(k) for k in keys} == {16}
+    assert len(cache_key(base, 0.5, "c", "i")) == 16

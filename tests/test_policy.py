@@ -11,8 +11,9 @@ from semroute.policy import Policy
 from semroute.types import Preset, RouteQuery, RoutingError
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def policy(config: Config) -> Policy:
+    # Per test (it is cheap): mutation testing then credits every test with __init__.
     return Policy(config)
 
 
@@ -135,3 +136,112 @@ def test_pinned_model_wins_when_eligible(policy: Policy) -> None:
         q(excluded_models=frozenset({"gpt-5.5"})), "greeting", 20, pinned_model="gpt-5.5"
     )
     assert blocked.model != "gpt-5.5"
+
+
+def test_route_quality_overrides_and_route_model_restrictions(config: Config) -> None:
+    routes = tuple(
+        r.model_copy(update={"models": ("gpt-5.5",)}) if r.name == "greeting" else r
+        for r in config.routes
+    )
+    policy = Policy(config.model_copy(update={"routes": routes}))
+    quality = {
+        c.model: c.predicted_quality for c in policy.choose(q(), "translation", 20).candidates
+    }
+    assert quality["mistral-small-3.2"] == pytest.approx(0.72)  # its translation override
+    assert quality["gpt-5.5"] == pytest.approx(0.95)  # no override: its base quality
+    greeting = policy.choose(q(), "greeting", 20)
+    assert greeting.model == "gpt-5.5"
+    for c in greeting.candidates:
+        if c.model != "gpt-5.5":
+            assert not c.eligible
+            assert c.ineligible_reason == "route greeting is served by other models"
+
+
+def test_cost_uses_the_route_output_tokens_else_the_default(config: Config) -> None:
+    routes = tuple(
+        r.model_copy(update={"expected_output_tokens": None}) if r.name == "faq_lookup" else r
+        for r in config.routes
+    )
+    policy = Policy(config.model_copy(update={"routes": routes}))
+    m = config.model("mistral-small-3.2")
+    prices = (m.input_price_per_mtok, m.output_price_per_mtok)
+
+    def cost(route: str, **kw: int) -> float:
+        d = policy.choose(q(**kw), route, 20)
+        return next(c.estimated_cost_usd for c in d.candidates if c.model == m.name)
+
+    def expected(out_tokens: int) -> float:
+        return (20 * prices[0] + out_tokens * prices[1]) / 1e6
+
+    assert cost("greeting") == pytest.approx(expected(40), rel=1e-9)  # the route's own
+    default = config.policy.default_output_tokens
+    assert cost("faq_lookup") == pytest.approx(expected(default), rel=1e-9)
+    assert cost("faq_lookup", expected_output_tokens=7) == pytest.approx(expected(7), rel=1e-9)
+
+
+def test_candidates_carry_providers_and_plain_flags(policy: Policy, config: Config) -> None:
+    d = policy.choose(q(allowed_models=frozenset({"gpt-5.5"})), "faq_lookup", 20)
+    assert d.provider == config.model(d.model).provider and d.cleared is True
+    for c in d.candidates:
+        assert c.provider == config.model(c.model).provider
+        assert c.eligible is (c.model == "gpt-5.5")
+        assert type(c.predicted_quality) is float and c.predicted_quality > 0
+    why = {c.model: c.ineligible_reason for c in d.candidates}
+    assert why["gpt-5.5"] == "" and why["mistral-small-3.2"] == "not in allowed_models"
+
+
+def test_eligibility_reasons_and_the_cost_cap_boundary(policy: Policy) -> None:
+    cheap = policy.choose(q(), "faq_lookup", 20)
+    cost = {c.model: c.estimated_cost_usd for c in cheap.candidates}
+    cap = cost["deepseek-v3.2"]
+    capped = policy.choose(q(max_cost_usd=cap), "faq_lookup", 20)
+    by_model = {c.model: c for c in capped.candidates}
+    assert by_model["deepseek-v3.2"].eligible  # a cost equal to the cap is within it
+    assert by_model["gpt-5.5"].ineligible_reason == (
+        f"estimated cost ${cost['gpt-5.5']:.6f} over max_cost_usd"
+    )
+    tagged = policy.choose(q(required_tags=frozenset({"hipaa", "region:eu"})), "faq_lookup", 20)
+    reasons = {c.ineligible_reason for c in tagged.candidates if not c.eligible}
+    assert "missing tag hipaa, region:eu" in reasons
+
+
+def test_messages_name_every_model_and_what_to_relax(policy: Policy) -> None:
+    with pytest.raises(RoutingError) as e:
+        policy.check_models(q(allowed_models=frozenset({"gpt-9", "gpt-10"})))
+    assert e.value.message == (
+        "unknown model(s) gpt-10, gpt-9; the pool has: " + ", ".join(policy.model_names)
+    )
+    with pytest.raises(RoutingError) as e:
+        policy.choose(q(required_tags=frozenset({"region:moon"})), "greeting", 20)
+    details = "; ".join(f"{n}: missing tag region:moon" for n in policy.model_names)
+    assert e.value.message == (
+        f"no model satisfies the request's constraints ({details}); "
+        "relax allowed/excluded models, tags or max_cost_usd"
+    )
+
+
+def test_a_quality_equal_to_the_bar_clears_it(policy: Policy, config: Config) -> None:
+    """At the balanced knob the bar is the route's target, at 0 its floor: a model whose
+    quality is exactly that (same float32 rounding on both sides) clears it."""
+    pairs = [
+        (r.name, m.name, knob)
+        for r in config.routes
+        for m in config.models
+        for knob, bar in ((0.5, r.target_quality), (0.0, r.min_quality))
+        if m.route_quality.get(r.name, m.quality) == bar
+    ]
+    assert len(pairs) >= 2
+    for route, model, knob in pairs:
+        d = policy.choose(q(quality_preference=knob), route, 20)
+        assert next(c for c in d.candidates if c.model == model).meets_bar, (route, model, knob)
+
+
+def test_models_the_learned_bundle_does_not_score_are_ineligible(policy: Policy) -> None:
+    predicted = np.array([0.6, 0.7, 0.75, 0.8, 0.9, np.nan, 0.97], dtype=np.float32)
+    assert policy.model_names[5] == "gpt-5.5"
+    d = policy.choose(q(), "reasoning", 20, learned=(predicted, 0.05))
+    by_model = {c.model: c for c in d.candidates}
+    unscored = by_model["gpt-5.5"]
+    assert not unscored.eligible and unscored.ineligible_reason == "not in the learned index"
+    assert unscored.predicted_quality == 0.0
+    assert d.model != "gpt-5.5" and all(c.eligible for m, c in by_model.items() if m != "gpt-5.5")

@@ -8,6 +8,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from semroute.config import Config
+from semroute.server.convert import conversation_text
 from semroute.v1 import router_pb2 as pb
 
 FRONTIER = {"claude-opus-4.5", "gpt-5.5"}
@@ -122,16 +123,30 @@ def test_max_cost_and_fallback_reason(stub) -> None:  # type: ignore[no-untyped-
 
 
 def test_multi_turn_routes_on_the_conversation(stub) -> None:  # type: ignore[no-untyped-def]
+    """The follow-up alone routes elsewhere (general); the conversation stays on math."""
+    follow_up = "and now do the same for the second one"
     msgs = [
         pb.ChatMessage(role="system", content="You are a helpful assistant."),
-        pb.ChatMessage(role="user", content="write a Rust function that parses a TOML config file"),
-        pb.ChatMessage(role="assistant", content="Here is a function ..."),
-        pb.ChatMessage(role="user", content="thanks, and now add error handling"),
+        pb.ChatMessage(role="user", content="prove that the square root of two is irrational"),
+        pb.ChatMessage(role="assistant", content="Suppose sqrt(2) = p/q in lowest terms ..."),
+        pb.ChatMessage(role="user", content=follow_up),
     ]
+    alone = route(stub, prompt=follow_up)
+    assert alone.route != "math"
     d = route(stub, messages=msgs)
-    assert d.route in {"code_generation", "debugging"}
-    follow_up_alone = route(stub, prompt="thanks, and now add error handling")
-    assert follow_up_alone.route != d.route or follow_up_alone.model == d.model
+    assert d.route == "math" and d.model != alone.model
+
+
+def test_conversation_text_is_every_user_turn_oldest_first() -> None:
+    msgs = [
+        pb.ChatMessage(role="system", content="be brief"),
+        pb.ChatMessage(role="user", content="  first question "),
+        pb.ChatMessage(role="assistant", content="an answer"),
+        pb.ChatMessage(role="user", content="   "),
+        pb.ChatMessage(role="tool", content="tool output"),
+        pb.ChatMessage(role="user", content="follow-up"),
+    ]
+    assert conversation_text(msgs) == "first question\nfollow-up"
 
 
 def test_default_route_when_nothing_matches(stub, config: Config) -> None:  # type: ignore[no-untyped-def]

@@ -225,7 +225,7 @@ class IndexRegistry:
             if not already:
                 self.entries[entry.version] = entry
                 self.entries.move_to_end(entry.version)
-                self._trim()
+                self._trim(loading=entry.version)
                 log.info(
                     "bundle loaded",
                     extra={
@@ -487,14 +487,18 @@ class IndexRegistry:
             del state
             log.info("bundle released", extra={"fields": {"version": entry.version}})
 
-    def _trim(self) -> None:
+    def _trim(self, loading: str = "") -> None:
         """Release bundles beyond what is kept: the previous one unless keep_previous, then
-        the oldest unused ones past max_loaded; forget released ones past the history."""
-        keep = {self.active, self.shadow_version}
+        the oldest unused ones past max_loaded; forget released ones past the history.
+
+        `loading` (just loaded, maybe to be activated or rolled back to) is kept too:
+        releasing it here would hand its caller an unloaded entry.
+        """
+        keep = {self.active, self.shadow_version, loading}
         if self.spec.keep_previous:
             keep.add(self.previous)
         loaded = [e for e in self.entries.values() if e.state is not None and e.version not in keep]
-        if not self.spec.keep_previous and self.previous:
+        if not self.spec.keep_previous and self.previous and self.previous not in keep:
             prev = self.entries.get(self.previous)
             if prev is not None and prev.state is not None:
                 self._release(prev)

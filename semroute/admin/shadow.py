@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -187,23 +188,41 @@ class ShadowEvaluator:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def observe(
-        self, query: RouteQuery, state: RoutingState, embedding: Embedding | None = None
+        self,
+        query: RouteQuery | Callable[[], RouteQuery],
+        state: RoutingState,
+        embedding: Embedding | None = None,
     ) -> None:
         """Called by the service after a decision made with `state` (its full-encoder
-        embedding when it had one, else None); cheap, never raises, never blocks."""
+        embedding when it had one, else None); cheap, never raises, never blocks.
+
+        `query` may be a function that decodes it: the exact-bytes cache path has
+        only the request's bytes, and most requests are neither tapped nor sampled,
+        so only those that are pay for decoding.
+        """
+        tapped = False
         if self._tap_size:
             self._calls += 1
-            if self._calls % self._tap_every == 0:
-                key = dataclasses.replace(query, request_id="")
-                self._recent[key] = None
-                self._recent.move_to_end(key)
-                if len(self._recent) > self._tap_size:
-                    self._recent.popitem(last=False)
+            tapped = self._calls % self._tap_every == 0
         run = self._run
-        if run is None or state is run.state:
+        sampled = (
+            run is not None
+            and state is not run.state
+            and (run.rate >= 1.0 or self._random() < run.rate)
+        )
+        if not (tapped or sampled):
             return
-        if run.rate < 1.0 and self._random() >= run.rate:
+        if callable(query):
+            query = query()
+        if tapped:
+            key = dataclasses.replace(query, request_id="")
+            self._recent[key] = None
+            self._recent.move_to_end(key)
+            if len(self._recent) > self._tap_size:
+                self._recent.popitem(last=False)
+        if not sampled:
             return
+        assert run is not None
         with self._lock:
             run.sampled += 1
             if self._pending >= self._max_pending:

@@ -169,8 +169,8 @@ class App:
         await loop.run_in_executor(self.pool, router.encoder.encode, ["warm up the encoder"])
         self.servicer.set_router(router)
         # The model, index and config live as long as the process: keep the
-        # collector from rescanning them (a full collection over them paused the
-        # loop for ~30 ms under load; see benchmarks/README.md).
+        # collector from rescanning them (a full collection walks every tracked
+        # object on the event loop's thread). No result file measures the pause.
         gc.collect()
         gc.freeze()
         if self.admin:

@@ -44,6 +44,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self._batching = config.batching
         self._inference_threads = config.server.inference_threads
         self._inflight = 0
+        self._wire_hits = 0
         c = config.cache
         self.cache: DecisionCache[bytes] | None = (
             DecisionCache(c.max_entries, c.max_bytes, c.ttl_s) if c.enabled else None
@@ -62,6 +63,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         # Set by semroute.admin while a candidate index is shadowed: told of each
         # decision once made; it samples and evaluates off the response path.
         self.shadow: ShadowEvaluator | None = None
+
+    @property
+    def wire_hits(self) -> int:
+        """Requests answered by the exact-bytes path (tests and operators check it runs)."""
+        return self._wire_hits
 
     def set_router(self, router: Router) -> None:
         """Start serving with `router` (its encoder gets a fresh batcher)."""
@@ -95,14 +101,19 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         t0 = time.perf_counter_ns()
         router, batcher = self.router, self.batcher
         wire_key = None
-        if self.cache is not None and router is not None and self.shadow is None:
+        if self.cache is not None and router is not None:
             # Hot path: a byte-identical request (but for its id) was answered before
             # under this config and index; it was valid then, so it is valid now.
             # Nothing is validated, normalised or re-serialised: the cached bytes go
-            # out with this request's id and timing appended.
-            wire_key = _wire_key(request, router.state)
+            # out with this request's id and timing appended. A shadow (admin on)
+            # decodes the request only when it samples or taps this one.
+            state = router.state
+            wire_key = _wire_key(request, state)
             blob = self.cache.get(wire_key)
             if blob is not None:
+                self._wire_hits += 1
+                if self.shadow is not None:
+                    self.shadow.observe(lambda: query_from_proto(request, self._limits), state)
                 return blob + _stamp(request.request_id or uuid.uuid4().hex, t0)
         if router is None or batcher is None:
             await context.abort(
