@@ -22,6 +22,7 @@ from semroute.admin.shadow import ShadowEvaluator
 from semroute.admin.watcher import BundleWatcher
 from semroute.config import Config, ConfigError
 from semroute.router import Router
+from semroute.server.decoding import BadInputLog, GuardedServer
 from semroute.v1 import admin_pb2 as apb
 from semroute.v1 import admin_pb2_grpc
 
@@ -37,10 +38,12 @@ def _rss_bytes() -> int:
 
 
 class Admin:
-    def __init__(self, config: Config, auth: AdminAuth) -> None:
+    def __init__(self, config: Config, auth: AdminAuth, bad_input: BadInputLog) -> None:
         self.config = config
         self.spec = config.admin
         self.auth = auth
+        # The server's count of undecodable request bodies (reported by GetStatus).
+        self.bad_input = bad_input
         self.servicer = AdminServicer(self)
         self.registry: IndexRegistry | None = None
         self.shadow: ShadowEvaluator | None = None
@@ -49,7 +52,7 @@ class Admin:
         self.port: int | None = None
 
     @classmethod
-    def from_config(cls, config: Config) -> Admin | None:
+    def from_config(cls, config: Config, bad_input: BadInputLog) -> Admin | None:
         """The admin side when a token (environment) or mTLS is configured, else None."""
         spec = config.admin
         token = os.environ.get(spec.token_env, "").strip() or None
@@ -65,14 +68,14 @@ class Admin:
             )
         except ValueError as e:
             raise ConfigError(f"admin: {e} (${spec.token_env})") from None
-        return cls(config, auth)
+        return cls(config, auth, bad_input)
 
     def _path(self, p: Path | None) -> Path | None:
         if p is None or p.is_absolute() or self.config.source is None:
             return p
         return (self.config.source.parent / p).resolve()
 
-    def register(self, server: grpc.aio.Server) -> tuple[str, ...]:
+    def register(self, server: GuardedServer) -> tuple[str, ...]:
         """Add the service to the serving port (unless it has its own); returns its names
         for reflection."""
         if self.spec.listen is not None:
@@ -85,7 +88,9 @@ class Admin:
         if self.spec.listen is None:
             return
         server = grpc.aio.server()
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(self.servicer, server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            self.servicer, GuardedServer(server, self.bad_input)
+        )
         if self.spec.tls is not None:
             base = self.config.source.parent if self.config.source else None
             creds = server_credentials(self.spec.tls, base)
@@ -168,4 +173,5 @@ class Admin:
             shutting_down=reg.closing,
             watch=watch,
             rss_bytes=_rss_bytes(),
+            malformed_requests=self.bad_input.total,
         )

@@ -22,13 +22,14 @@ from pathlib import Path
 import faiss
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from semroute.admin.runtime import Admin
 from semroute.config import Config, load_config
 from semroute.encoder import Encoder, default_model_dir
 from semroute.route_index import TextEncoder
 from semroute.router import Router, RoutingState
+from semroute.server.decoding import BadInputLog, GuardedServer
 from semroute.server.service import RouterServicer, add_router_service
 from semroute.v1 import router_pb2
 
@@ -101,9 +102,11 @@ class App:
             initargs=(config.server.inference_nice,),
         )
         self.health = health.aio.HealthServicer()
+        # Undecodable request bodies, on every service: counted, logged once per interval.
+        self.bad_input = BadInputLog()
         self.servicer = RouterServicer(config, self.pool)
         # AdminService (index hot-swap): None unless an admin token or mTLS is configured.
-        self.admin = Admin.from_config(config)
+        self.admin = Admin.from_config(config, self.bad_input)
         self.server: grpc.aio.Server | None = None
         self.loaded = asyncio.Event()
         self.load_error: BaseException | None = None
@@ -126,17 +129,20 @@ class App:
                 ),
             ],
         )
-        add_router_service(self.servicer, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        admin_names = self.admin.register(server) if self.admin else ()
-        reflection.enable_server_reflection(
-            (
-                SERVICE_NAME,
-                *admin_names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
+        add_router_service(self.servicer, server, self.bad_input)
+        guarded = GuardedServer(server, self.bad_input)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
+        admin_names = self.admin.register(guarded) if self.admin else ()
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(
+                (
+                    SERVICE_NAME,
+                    *admin_names,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                )
             ),
-            server,
+            guarded,
         )
         self.port = server.add_insecure_port(f"{self.host}:{self.port}")
         if self.port == 0:
@@ -198,6 +204,7 @@ class App:
             return
         if self.admin:  # first: no index swap may start while the server drains
             await self.admin.close()
+        self.bad_input.flush()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         grace = self.config.server.grace_period_s if grace is None else grace
         log.info("draining", extra={"fields": {"grace_s": grace}})

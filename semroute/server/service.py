@@ -26,6 +26,7 @@ from semroute.decision_cache import DecisionCache, constraints_key, prompt_key
 from semroute.router import Router, RoutingState
 from semroute.semantic_cache import SemanticCache
 from semroute.server.convert import decision_to_proto, query_from_proto, response_key_from_proto
+from semroute.server.decoding import BadInputLog, Malformed, decoder, guard, refuse
 from semroute.similar_cache import Probe, SimilarCache
 from semroute.types import RouteQuery, RoutingError
 from semroute.v1 import router_pb2 as pb
@@ -93,6 +94,10 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self, request: pb.RouteRequest, context: grpc.aio.ServicerContext
     ) -> pb.RouteDecision | bytes:
         t0 = time.perf_counter_ns()
+        # A body that did not parse arrives as Malformed (see add_router_service);
+        # checked here rather than by a wrapper, which would cost every call.
+        if request.__class__ is Malformed:
+            await refuse(request, context)  # type: ignore[arg-type]
         router, batcher = self.router, self.batcher
         wire_key = None
         if self.cache is not None and router is not None and self.shadow is None:
@@ -320,27 +325,38 @@ def _serialize_decision(response: pb.RouteDecision | bytes) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
-def add_router_service(servicer: RouterServicer, server: grpc.aio.Server) -> None:
+def add_router_service(
+    servicer: RouterServicer, server: grpc.aio.Server, bad_input: BadInputLog
+) -> None:
     """Register RouterService like the generated helper, but with Route's
-    serializer passing cache hits' bytes through untouched."""
+    serializer passing cache hits' bytes through untouched, and every request
+    deserializer guarded (a body that does not parse gets INVALID_ARGUMENT)."""
+    name = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
     handlers = {
         "Route": grpc.unary_unary_rpc_method_handler(
             servicer.Route,
-            request_deserializer=pb.RouteRequest.FromString,
+            request_deserializer=decoder(pb.RouteRequest.FromString, f"/{name}/Route", bad_input),
             response_serializer=_serialize_decision,
         ),
-        "LookupResponse": grpc.unary_unary_rpc_method_handler(
-            servicer.LookupResponse,
-            request_deserializer=pb.LookupResponseRequest.FromString,
-            response_serializer=pb.LookupResponseResult.SerializeToString,
+        "LookupResponse": guard(
+            grpc.unary_unary_rpc_method_handler(
+                servicer.LookupResponse,
+                request_deserializer=pb.LookupResponseRequest.FromString,
+                response_serializer=pb.LookupResponseResult.SerializeToString,
+            ),
+            f"/{name}/LookupResponse",
+            bad_input,
         ),
-        "StoreResponse": grpc.unary_unary_rpc_method_handler(
-            servicer.StoreResponse,
-            request_deserializer=pb.StoreResponseRequest.FromString,
-            response_serializer=pb.StoreResponseResult.SerializeToString,
+        "StoreResponse": guard(
+            grpc.unary_unary_rpc_method_handler(
+                servicer.StoreResponse,
+                request_deserializer=pb.StoreResponseRequest.FromString,
+                response_serializer=pb.StoreResponseResult.SerializeToString,
+            ),
+            f"/{name}/StoreResponse",
+            bad_input,
         ),
     }
-    name = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
     server.add_registered_method_handlers(name, handlers)
 
