@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import yaml
 from pydantic import ValidationError
 
-from semroute.bundle import MANIFEST, BundleError, parse_manifest, write_bundle
+from semroute.bundle import MANIFEST, BundleError, parse_manifest, sha256_file, write_bundle
 from semroute.config import Config, ConfigError, load_config
 from semroute.route_index import KIND as ROUTES_KIND
 from semroute.route_index import TextEncoder, build_route_index
@@ -54,6 +54,37 @@ def peek_manifest(bundle_dir: Path) -> dict[str, Any]:
     if not isinstance(manifest.get("version"), str):
         raise BundleError(f"{Path(bundle_dir) / MANIFEST}: not a bundle manifest (no version)")
     return manifest
+
+
+def check_same_files(bundle_dir: Path, manifest: dict[str, Any], loaded: dict[str, Any]) -> None:
+    """Raise BundleError naming the first file of `bundle_dir` that differs from the loaded
+    bundle of the same version (manifest `loaded`).
+
+    A version names a bundle's content, so a path claiming a loaded version
+    must hold the same files; otherwise "already loaded" would hide a
+    different (edited, corrupt, or mislabelled) bundle.
+    """
+    want, have = loaded.get("files"), manifest.get("files")
+    if not isinstance(want, dict):
+        return  # the loaded bundle recorded no checksums to compare with
+    version = loaded.get("version")
+    if not isinstance(have, dict):
+        raise BundleError(f"{bundle_dir}: its manifest lists no files")
+    for name in sorted(set(want) | set(have)):
+        if name not in want:
+            problem = "is not part of the loaded bundle"
+        elif name not in have:
+            problem = "is part of the loaded bundle but not listed in this one's manifest"
+        elif not (bundle_dir / name).is_file():
+            problem = "is missing"
+        elif have[name] != want[name] or sha256_file(bundle_dir / name) != want[name]:
+            problem = "differs from the loaded bundle's"
+        else:
+            continue
+        raise BundleError(
+            f"{bundle_dir}: version {version} is already loaded, but file {name} {problem}; "
+            "a changed bundle needs a new version (rebuild it)"
+        )
 
 
 # --- building -----------------------------------------------------------------------------

@@ -260,6 +260,7 @@ class IndexRegistry:
             peek = bundles.peek_manifest(bundle_dir)
             known = self.entries.get(peek["version"])
             if known is not None and known.state is not None:
+                bundles.check_same_files(bundle_dir, peek, known.manifest)
                 return known, True
             loader = bundles.loader_for(peek.get("kind"))
             enc = self.router.encoder
