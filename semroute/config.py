@@ -151,6 +151,9 @@ class EncoderSpec(_Frozen):
     device: Literal["cpu", "cuda"] = "cpu"
     intra_op_threads: int = Field(default=0, ge=0)
     max_tokens: int = Field(default=128, ge=8, le=8192)
+    # Test-only: milliseconds added to every encoder pass (a slow CPU on a fast
+    # one; see semroute/encoder/delay.py). 0 in production.
+    test_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
 
 
 class ServerSpec(_Frozen):
@@ -298,9 +301,11 @@ class AdminSpec(_Frozen):
     shadow_sample_rate: float = Field(default=0.05, ge=0, le=1)
     # Shadow evaluations queued before further samples are dropped.
     shadow_max_pending: int = Field(default=256, ge=1)
-    # Recent distinct requests (a sample of live traffic) a new index decides
-    # before it is activated, to warm the decision cache for it; 0 = off.
-    prime_cache: int = Field(default=128, ge=0, le=4096)
+    # Hot requests (those behind the most recently used decision-cache entries)
+    # an index decides before it is activated, at load and again at every
+    # activation or rollback, so the swap does not send them to the encoder;
+    # 0 = off.
+    prime_cache: int = Field(default=1024, ge=0, le=4096)
     # Keep the previously active bundle loaded for an instant rollback.
     keep_previous: bool = True
     # Bundles held in memory at once (active, previous and shadow included).

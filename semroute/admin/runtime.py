@@ -116,11 +116,7 @@ class Admin:
         """The router is loaded: manage its state from now on (called on the event loop)."""
         spec = self.spec
         cache = getattr(servicer, "cache", None)
-        self.shadow = ShadowEvaluator(
-            router,
-            max_pending=spec.shadow_max_pending,
-            tap_size=spec.prime_cache if cache is not None else 0,
-        )
+        self.shadow = ShadowEvaluator(router, max_pending=spec.shadow_max_pending)
         registry = IndexRegistry(
             router,
             self.config,

@@ -41,12 +41,20 @@ SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 def make_encoder(config: Config) -> Encoder:
     """The encoder the config asks for (the bundled model unless it names another)."""
     enc = config.encoder
-    return Encoder(
+    encoder = Encoder(
         config.resolve(enc.model_dir) if enc.model_dir else default_model_dir(),
         device=enc.device,
         intra_op_threads=enc.intra_op_threads,
         max_tokens=enc.max_tokens,
     )
+    if enc.test_delay_ms > 0:
+        from semroute.encoder.delay import DelayedEncoder
+
+        log.warning(
+            "encoder.test_delay_ms is set: every encoder pass sleeps %g ms", enc.test_delay_ms
+        )
+        return DelayedEncoder(encoder, enc.test_delay_ms / 1000)  # type: ignore[return-value]
+    return encoder
 
 
 def make_static_encoder(config: Config) -> TextEncoder | None:

@@ -167,18 +167,20 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if self.shadow is not None:
                 self.shadow.observe(query, state)
             if wire_key is not None:
-                self.cache.put(wire_key, blob, len(blob))
+                self.cache.put(wire_key, blob, len(blob) + len(query.text), origin=query)
             return blob + _stamp(query.request_id, t0)
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._leaders[key] = future
         try:
             response, probe = await self._decide(router, batcher, state, query, constraints)
             blob = _template(response)
-            self.cache.put(key, blob, len(blob))
+            # The request rides along: an index swap decides it again before it happens.
+            size = len(blob) + len(query.text)
+            self.cache.put(key, blob, size, origin=query)
             if probe is not None and self.similar is not None:
                 self.similar.store(probe, blob)
             if wire_key is not None:
-                self.cache.put(wire_key, blob, len(blob))
+                self.cache.put(wire_key, blob, size, origin=query)
             return response
         finally:
             del self._leaders[key]
