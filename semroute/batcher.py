@@ -77,12 +77,22 @@ class MicroBatcher:
         """Seconds a text queued now would wait for the encoder, from measured speed."""
         return self._queued * self._seconds_per_text / self.parallelism
 
-    def refusal(self) -> str | None:
-        """Why a new text should be refused now (the queue is full, or its expected
-        wait is over max_queue_wait_ms), for the caller's RESOURCE_EXHAUSTED; else None."""
+    def refusal(self, time_left_s: float | None = None) -> str | None:
+        """Why a new text should be refused now, for the caller's RESOURCE_EXHAUSTED; else
+        None: the queue is full, its expected wait is over max_queue_wait_ms, or the
+        caller's deadline (`time_left_s`, None without one) ends before the text would
+        be encoded, so the work would be wasted."""
         if self._queued >= self.max_queue:
             return f"{self._queued} requests are waiting for the encoder; retry with backoff"
         wait_ms = self.expected_wait_s() * 1000
+        if time_left_s is not None:
+            done_ms = wait_ms + self._seconds_per_text * 1000
+            if time_left_s * 1000 < done_ms:
+                return (
+                    f"the deadline ({time_left_s * 1000:.0f} ms left) ends before the "
+                    f"encoder's expected wait and run ({done_ms:.0f} ms); retry with a longer "
+                    "deadline or route this request to your default model"
+                )
         if self.max_queue_wait_ms and wait_ms > self.max_queue_wait_ms:
             return (
                 f"the encoder is saturated (expected wait {wait_ms:.0f} ms, over "

@@ -168,6 +168,10 @@ class ServerSpec(_Frozen):
     # the cores, so overload cannot starve the cheap requests. 0 = same priority.
     inference_nice: int = Field(default=10, ge=0, le=19)
     grace_period_s: float = Field(default=5.0, ge=0)
+    # Prompt text in logs. True (default): never logged; a decision log line
+    # (DEBUG level) carries a digest of it instead, and an error's message has it
+    # replaced. False: decision log lines carry the prompt (debugging only).
+    redact_prompts: bool = True
 
 
 class FastTierSpec(_Frozen):

@@ -25,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from semroute.admin.runtime import Admin
-from semroute.config import Config, load_config
+from semroute.config import Config, ServerSpec, load_config
 from semroute.encoder import Encoder, default_model_dir
 from semroute.route_index import TextEncoder
 from semroute.router import Router, RoutingState
@@ -68,6 +68,16 @@ def make_static_encoder(config: Config) -> TextEncoder | None:
         config.resolve(tier.model_dir) if tier.model_dir else default_static_dir(),
         max_tokens=config.encoder.max_tokens,
     )
+
+
+# Calls beyond Route's limit the transport admits: health checks, admin and
+# response-cache calls, and Route calls to be refused with Route's own message.
+TRANSPORT_HEADROOM = 64
+
+
+def transport_limit(limits: ServerSpec) -> int:
+    """Calls in flight the gRPC server admits (all services together)."""
+    return limits.max_concurrent_requests + TRANSPORT_HEADROOM
 
 
 def _lower_priority(nice: int) -> None:
@@ -122,15 +132,17 @@ class App:
     async def start(self) -> int:
         """Bind and start serving (NOT_SERVING until loaded); returns the bound port."""
         limits = self.config.server
+        transport = transport_limit(limits)
         server = grpc.aio.server(
-            # Past this many concurrent calls gRPC answers RESOURCE_EXHAUSTED itself;
-            # the servicer's own limit (same number) gives the clearer message first.
-            maximum_concurrent_rpcs=limits.max_concurrent_requests + 64,
+            # Past this many concurrent calls (every service) gRPC refuses a call with
+            # RESOURCE_EXHAUSTED before any handler runs, so none waits unseen; Route's
+            # own limit (lower) gives the clearer message first.
+            maximum_concurrent_rpcs=transport,
             options=[
                 ("grpc.so_reuseport", 1),
                 # Queue up to the concurrency limit instead of gRPC's default 1,000
                 # (which cancels calls beyond it with CANCELLED, not RESOURCE_EXHAUSTED).
-                ("grpc.server.max_pending_requests", limits.max_concurrent_requests + 64),
+                ("grpc.server.max_pending_requests", transport),
                 (
                     "grpc.max_receive_message_length",
                     self.config.server.max_prompt_bytes * 4 + 65536,

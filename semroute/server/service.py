@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
+import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
     from semroute.admin.shadow import ShadowEvaluator
 
 log = logging.getLogger("semroute.service")
+# Keys the prompt digests in log lines: they correlate lines of one process, but
+# cannot be matched against a dictionary of likely prompts.
+_LOG_KEY = os.urandom(16)
 
 
 class RouterServicer(router_pb2_grpc.RouterServiceServicer):
@@ -124,19 +129,38 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         code, message = grpc.StatusCode.OK, ""
         try:
             query = query_from_proto(request, self._limits)
-            return await self._cached_or_decided(router, batcher, query, t0, wire_key)
+            return await self._cached_or_decided(router, batcher, query, t0, wire_key, context)
         except RoutingError as e:
             code, message = grpc.StatusCode[e.code], e.message
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("route failed", extra={"fields": {"request_id": request.request_id}})
+        except Exception as e:
+            self._log_failure(e, request)
             code = grpc.StatusCode.INTERNAL
             message = f"internal error routing request {request.request_id!r}; see server logs"
         finally:
             self._inflight -= 1
         await context.abort(code, message)
         raise AssertionError("unreachable: abort raises")
+
+    def _log_failure(self, e: Exception, request: pb.RouteRequest) -> None:
+        """An unexpected failure, logged with its traceback; the prompt is redacted from
+        the error's message (it may quote its input) unless `redact_prompts` is off."""
+        message = str(e)
+        if self._limits.redact_prompts:
+            for text in (request.prompt, *(m.content for m in request.messages)):
+                if text.strip():
+                    message = message.replace(text.strip(), "[redacted prompt]")
+        log.error(
+            "route failed",
+            extra={
+                "fields": {
+                    "request_id": request.request_id,
+                    "error": f"{type(e).__name__}: {message}",
+                    "traceback": "".join(traceback.format_tb(e.__traceback__)),
+                }
+            },
+        )
 
     async def _cached_or_decided(
         self,
@@ -145,6 +169,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         query: RouteQuery,
         t0: int,
         wire_key: bytes | None,
+        context: grpc.aio.ServicerContext,
     ) -> pb.RouteDecision | bytes:
         """The cached decision for this request, else a new one (then cached).
 
@@ -156,7 +181,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         """
         state = router.state  # captured once: the decision and its cache key agree
         if self.cache is None:
-            return (await self._decide(router, batcher, state, query, None))[0]
+            return (await self._decide(router, batcher, state, query, None, context))[0]
         knob = state.policy.knob(query)
         constraints = constraints_key(query, knob, state.config.version, state.index.version)
         key = prompt_key(query.text, constraints)
@@ -172,7 +197,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._leaders[key] = future
         try:
-            response, probe = await self._decide(router, batcher, state, query, constraints)
+            response, probe = await self._decide(
+                router, batcher, state, query, constraints, context
+            )
             blob = _template(response)
             # The request rides along: an index swap decides it again before it happens.
             size = len(blob) + len(query.text)
@@ -193,6 +220,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         state: RoutingState,
         query: RouteQuery,
         constraints: bytes | None,
+        context: grpc.aio.ServicerContext,
     ) -> tuple[pb.RouteDecision, Probe | None]:
         """Rules, then the similar-prompt cache (under the request's `constraints_key`;
         None without the caches), then the fast tier, then the encoder (micro-batched)
@@ -211,12 +239,17 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         decision = router.fast_decide(plan, static) if plan.needs_encoder else None
         if decision is None:
             if plan.needs_encoder:
-                if (refusal := batcher.refusal()) is not None:
+                # Refused at once when the encoder is saturated, or when the caller's
+                # deadline ends before its expected wait does (time spent queued in
+                # gRPC before the handler counts: the deadline is absolute).
+                if (refusal := batcher.refusal(context.time_remaining())) is not None:
                     raise RoutingError("RESOURCE_EXHAUSTED", refusal)
                 embedding = await batcher.embed(query.text)
             decision = router.decide(plan, embedding)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("decision", extra={"fields": _log_fields(decision, query.tenant)})
+            fields = _log_fields(decision, query.tenant)
+            fields.update(prompt_fields(query.text, self._limits.redact_prompts))
+            log.debug("decision", extra={"fields": fields})
         if self.shadow is not None:
             self.shadow.observe(query, state, embedding)
         return decision_to_proto(decision), probe
@@ -361,6 +394,15 @@ def add_router_service(
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
     server.add_registered_method_handlers(name, handlers)
+
+
+def prompt_fields(text: str, redact: bool) -> dict[str, str | int]:
+    """What a log line may say about a prompt: a digest and its length (to correlate
+    lines without the text), or the text itself when redaction is off."""
+    if not redact:
+        return {"prompt": text}
+    digest = hashlib.blake2b(text.encode(), digest_size=8, key=_LOG_KEY).hexdigest()
+    return {"prompt_digest": digest, "prompt_chars": len(text)}
 
 
 def _log_fields(decision, tenant: str) -> dict:  # type: ignore[no-untyped-def]
