@@ -156,6 +156,19 @@ class EncoderSpec(_Frozen):
     test_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
 
 
+class ServerTlsSpec(_Frozen):
+    """TLS on the serving port; relative paths are relative to the config file.
+
+    The files are re-read when they change (checked at each new connection),
+    so a renewed certificate is served without a restart.
+    """
+
+    cert_file: Path
+    key_file: Path
+    # Set: mutual TLS, every client must present a certificate from this CA.
+    client_ca_file: Path | None = None
+
+
 class ServerSpec(_Frozen):
     max_prompt_bytes: int = Field(default=64 * 1024, ge=1)
     max_messages: int = Field(default=256, ge=1)
@@ -172,6 +185,10 @@ class ServerSpec(_Frozen):
     # (DEBUG level) carries a digest of it instead, and an error's message has it
     # replaced. False: decision log lines carry the prompt (debugging only).
     redact_prompts: bool = True
+    # None = plaintext (loopback and trusted networks only).
+    tls: ServerTlsSpec | None = None
+    # gRPC server reflection (`grpcurl list`); turn off in production.
+    reflection: bool = True
 
 
 class FastTierSpec(_Frozen):
@@ -288,6 +305,8 @@ class AdminSpec(_Frozen):
     Relative paths are resolved against the config file's directory.
     """
 
+    # False: no AdminService at all, whatever the environment holds (production).
+    enabled: bool = True
     # Environment variable holding the admin token; unset or empty = no token.
     token_env: str = "SEMROUTE_ADMIN_TOKEN"
     # Environment variable holding a read-only token (GetStatus, ListIndexes).

@@ -53,8 +53,11 @@ class Admin:
 
     @classmethod
     def from_config(cls, config: Config, bad_input: BadInputLog) -> Admin | None:
-        """The admin side when a token (environment) or mTLS is configured, else None."""
+        """The admin side when enabled and a token (environment) or mTLS is configured,
+        else None."""
         spec = config.admin
+        if not spec.enabled:
+            return None
         token = os.environ.get(spec.token_env, "").strip() or None
         read_token = os.environ.get(spec.read_token_env, "").strip() or None
         if token is None and read_token is None and spec.tls is None:

@@ -31,6 +31,7 @@ from semroute.route_index import TextEncoder
 from semroute.router import Router, RoutingState
 from semroute.server.decoding import BadInputLog, GuardedServer
 from semroute.server.service import RouterServicer, add_router_service
+from semroute.server.tls import CertificateReloader
 from semroute.v1 import router_pb2
 
 log = logging.getLogger("semroute.server")
@@ -126,6 +127,7 @@ class App:
         # AdminService (index hot-swap): None unless an admin token or mTLS is configured.
         self.admin = Admin.from_config(config, self.bad_input)
         self.server: grpc.aio.Server | None = None
+        self.tls: CertificateReloader | None = None  # set when server.tls is configured
         self.loaded = asyncio.Event()
         self.load_error: BaseException | None = None
 
@@ -153,18 +155,25 @@ class App:
         guarded = GuardedServer(server, self.bad_input)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
         admin_names = self.admin.register(guarded) if self.admin else ()
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-            reflection.aio.ReflectionServicer(
-                (
-                    SERVICE_NAME,
-                    *admin_names,
-                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                    reflection.SERVICE_NAME,
-                )
-            ),
-            guarded,
-        )
-        self.port = server.add_insecure_port(f"{self.host}:{self.port}")
+        if limits.reflection:
+            reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+                reflection.aio.ReflectionServicer(
+                    (
+                        SERVICE_NAME,
+                        *admin_names,
+                        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                        reflection.SERVICE_NAME,
+                    )
+                ),
+                guarded,
+            )
+        address = f"{self.host}:{self.port}"
+        if limits.tls is not None:
+            base = self.config.source.parent if self.config.source else None
+            self.tls = CertificateReloader(limits.tls, base)
+            self.port = server.add_secure_port(address, self.tls.credentials())
+        else:
+            self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot bind {self.host}:{self.port}")
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -172,7 +181,18 @@ class App:
         self.server = server
         if self.admin:
             await self.admin.start()
-        log.info("listening", extra={"fields": {"host": self.host, "port": self.port}})
+        log.info(
+            "listening",
+            extra={
+                "fields": {
+                    "host": self.host,
+                    "port": self.port,
+                    "tls": "mutual" if self.tls and self.tls.mutual else bool(self.tls),
+                    "reflection": limits.reflection,
+                    "admin": self.admin is not None,
+                }
+            },
+        )
         return self.port
 
     async def load(self) -> None:
