@@ -115,6 +115,8 @@ class IndexRegistry:
         self.spec = spec
         self.shadow = shadow
         self.staging_root = staging_root or Path(tempfile.gettempdir()) / "semroute-staging"
+        if removed := bundles.clean_staging(self.staging_root):
+            log.info("removed staging left by killed loads", extra={"fields": {"dirs": removed}})
         self.entries: OrderedDict[str, Entry] = OrderedDict()
         self.active = ""
         self.history: list[str] = []
