@@ -102,6 +102,14 @@ def parse_manifest(bundle_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def check_file_names(path: Path, files: dict[Any, Any]) -> None:
+    """A manifest may only name plain files inside its own directory."""
+    for name in files:
+        plain = isinstance(name, str) and name not in ("", ".", "..")
+        if not plain or any(c in name for c in "/\\\x00"):
+            raise BundleError(f"{path}: refused file name {name!r} (not a plain file name)")
+
+
 def read_manifest(bundle_dir: Path, *, kind: str, encoder_id: str, dim: int) -> dict[str, Any]:
     """Load and verify a bundle's manifest and files; raise BundleError saying what is wrong."""
     bundle_dir = Path(bundle_dir)
@@ -119,6 +127,7 @@ def read_manifest(bundle_dir: Path, *, kind: str, encoder_id: str, dim: int) -> 
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{path}: lists no files")
+    check_file_names(path, files)
     for name, digest in files.items():
         f = bundle_dir / name
         if not f.is_file():

@@ -33,6 +33,7 @@ from semroute.atomic import fsync_path
 from semroute.bundle import (
     MANIFEST,
     BundleError,
+    check_file_names,
     no_space,
     parse_manifest,
     sha256_file,
@@ -78,6 +79,7 @@ def check_same_files(bundle_dir: Path, manifest: dict[str, Any], loaded: dict[st
     version = loaded.get("version")
     if not isinstance(have, dict):
         raise BundleError(f"{bundle_dir}: its manifest lists no files")
+    check_file_names(bundle_dir / MANIFEST, have)
     for name in sorted(set(want) | set(have)):
         if name not in want:
             problem = "is not part of the loaded bundle"
