@@ -81,3 +81,19 @@ async def test_same_version_different_files_is_refused_naming_the_file(
         st = await status(adm)
         assert st.active_version == bundles.version_a and st.loaded == 2
         assert st.rejected == 2 * len(CASES)
+
+
+def test_a_manifest_may_only_name_plain_files_in_its_directory(
+    bundles: Bundles, encoder: Any, tmp_path: Path
+) -> None:
+    from semroute.bundle import BundleError, read_manifest
+
+    outside = tmp_path / "secret"
+    outside.write_text("not part of any bundle")
+    for name in ("../secret", str(outside), "..", "a\\b"):
+        b = copy_bundle(bundles.a, tmp_path / f"b{len(list(tmp_path.iterdir()))}")
+        m = json.loads((b / "manifest.json").read_text())
+        m["files"][name] = "0" * 64
+        (b / "manifest.json").write_text(json.dumps(m))
+        with pytest.raises(BundleError, match="refused file name"):
+            read_manifest(b, kind="routes", encoder_id=encoder.id, dim=encoder.dim)
