@@ -24,12 +24,14 @@ from .test_admin_support import AUTH, Bundles, bundles, running_app, status
 __all__ = ["bundles"]
 
 ROUTE = "/semroute.v1.RouterService/Route"
-# Codes a well-formed but arbitrary request may get; a mutated body must never get others.
+# Codes a well-formed but arbitrary request may get (RESOURCE_EXHAUSTED: admission when
+# the many new prompts queue for the encoder on a busy machine); never UNKNOWN or INTERNAL.
 ALLOWED = {
     grpc.StatusCode.OK,
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -114,7 +116,7 @@ async def test_mutated_bodies_get_invalid_argument_on_every_service(
         with caplog.at_level(logging.INFO):
             async with grpc.aio.insecure_channel(target) as ch:
                 route = ch.unary_unary(ROUTE)
-                limit = asyncio.Semaphore(16)
+                limit = asyncio.Semaphore(8)
 
                 async def send(call: Any, body: bytes, **kw: Any) -> tuple[Any, str]:
                     async with limit:
@@ -125,16 +127,12 @@ async def test_mutated_bodies_get_invalid_argument_on_every_service(
                             return e.code(), e.details() or ""
 
                 results = await asyncio.gather(*(send(route, b) for b in route_bodies))
-                codes = [c for c, _ in results]
-                assert set(codes) <= ALLOWED, set(codes) - ALLOWED
-                refused = [d for c, d in results if "does not parse" in d]
-                assert len(refused) == undecodable
-                assert all(len(d) < 300 for d in refused)
-                assert all(
-                    c == grpc.StatusCode.INVALID_ARGUMENT
-                    for c, d in results
-                    if "does not parse" in d
-                )
+                for body, (code, details) in zip(route_bodies, results, strict=True):
+                    if parses(pb.RouteRequest, body):
+                        assert code in ALLOWED and "does not parse" not in details, code
+                    else:  # every undecodable body, and only those, is refused as such
+                        assert code == grpc.StatusCode.INVALID_ARGUMENT, (body, code)
+                        assert "does not parse" in details and len(details) < 300
 
                 # Every other RPC, admin included: a body that does not parse is refused.
                 others: list[tuple[str, type[Message], tuple[Any, ...]]] = [
