@@ -2,8 +2,12 @@
 
 Requests that need an embedding queue here; a batch is sent to the encoder
 when it reaches `max_batch` texts or when its oldest text has waited
-`max_wait_us`, whichever comes first. Inside a batch, texts are grouped by
-length into buckets so short prompts do not pay for a long one's padding.
+`max_wait_us`, whichever comes first, and only while an inference thread is
+free: when all of them are busy (overload), texts keep gathering and the next
+thread to finish takes them all (up to `max_batch` per run), so a saturated
+encoder runs full batches instead of a queue of one-text runs. Inside a
+batch, texts are grouped by length into buckets so short prompts do not pay
+for a long one's padding.
 Inference runs in a thread pool (onnxruntime releases the GIL), so the event
 loop keeps accepting and answering cheap requests meanwhile.
 """
@@ -67,6 +71,7 @@ class MicroBatcher:
         # long a new text would wait.
         self.parallelism = parallelism
         self._seconds_per_text = 0.0
+        self._running = 0  # encoder runs started and not yet finished
 
     @property
     def queued(self) -> int:
@@ -128,16 +133,30 @@ class MicroBatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._running >= self.parallelism:
+            return  # every thread is busy: the first run to finish takes what is pending
         batch, self._pending = self._pending, []
         batch = [(t, f) for t, f in batch if not f.cancelled()]
         if not batch:
             return
         for bucket in _buckets(batch, self.bucket_ratio):
-            task = asyncio.ensure_future(self._run(bucket))
-            self._tasks.add(task)  # keep a reference until done, or it may be collected
-            task.add_done_callback(self._tasks.discard)
+            for i in range(0, len(bucket), self.max_batch):
+                self._running += 1
+                task = asyncio.ensure_future(self._run(bucket[i : i + self.max_batch]))
+                self._tasks.add(task)  # keep a reference until done, or it may be collected
+                task.add_done_callback(self._tasks.discard)
 
     async def _run(self, bucket: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]) -> None:
+        try:
+            await self._encode_bucket(bucket)
+        finally:
+            self._running -= 1
+            if self._pending and self._running < self.parallelism:
+                self._flush()  # texts gathered while every thread was busy
+
+    async def _encode_bucket(
+        self, bucket: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]
+    ) -> None:
         texts = [t for t, _ in bucket]
         loop = asyncio.get_running_loop()
         self.stats.batches += 1
