@@ -1,18 +1,19 @@
 """Overload benchmark: goodput at 10x the offered load, closed loop and open loop.
 
-    python -m benchmarks.overload                          # ~1.5 min
+    python -m benchmarks.overload                          # ~2.5 min
     python -m benchmarks.overload --encoder-delay-ms 30    # as on a slow CPU
 
 One `semroute serve` (default config) is started and warmed, then driven by the
 load generator (benchmarks/loadgen) on encoder-bound traffic (`unique` mix:
 every prompt new, so every request needs the encoder) in three phases:
 
-1. capacity: closed loop at `--concurrency` callers; its successful calls/s
-   are the server's capacity on this machine, now;
+1. capacity: closed loop at each of `--sweep` caller counts; the best
+   successful calls/s is the server's capacity on this machine, now, and its
+   caller count the capacity load;
 2. open loop at `--factor` x capacity (requests sent on a fixed schedule
    whatever the server does);
-3. closed loop at `--factor` x the callers (each sends its next call when the
-   last returns; after a refusal, 1 ms later).
+3. closed loop at `--factor` x the capacity load's callers (each sends its
+   next call when the last returns; after a refusal, 1 ms later).
 
 Goodput is successful calls per second, each within its deadline
 (`--timeout`); the overload phases' goodput is reported as a share of
@@ -96,13 +97,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             print(f"server {handle.target} pid {handle.pid}", flush=True)
             pid = handle.pid
-            cap = _phase("capacity", handle.target, pid, args,
-                         mode="closed", concurrency=args.concurrency)  # fmt: skip
+            sweep = [
+                _phase(f"capacity-{n}", handle.target, pid, args, mode="closed", concurrency=n)
+                for n in args.sweep
+            ]
+            cap = max(sweep, key=lambda p: p["goodput_rps"])
             capacity = cap["goodput_rps"]
             rate = args.factor * capacity
             open_ = _phase(f"open-{args.factor:g}x", handle.target, pid, args,
                            mode="open", rate=rate, max_inflight=4096)  # fmt: skip
-            callers = int(args.factor * args.concurrency)
+            callers = int(args.factor * cap["concurrency"])
             closed = _phase(f"closed-{args.factor:g}x", handle.target, pid, args,
                             mode="closed", concurrency=callers)  # fmt: skip
         finally:
@@ -124,7 +128,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "goodput_share_of_capacity": ratio,
         "target_share": 0.9,
         "met": all(v is not None and v >= 0.9 for v in ratio.values()),
-        "phases": {"capacity": cap, "open": open_, "closed": closed},
+        "capacity_concurrency": cap["concurrency"],
+        "phases": {"capacity_sweep": sweep, "open": open_, "closed": closed},
     }
 
 
@@ -132,10 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.overload", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
-    ap.add_argument("--concurrency", type=int, default=16, help="callers for capacity")
+    ap.add_argument("--sweep", type=lambda v: [int(x) for x in v.split(",")],
+                    default=[4, 8, 16, 32], help="caller counts tried for capacity")  # fmt: skip
     ap.add_argument("--factor", type=float, default=10.0, help="overload factor")
     ap.add_argument("--processes", type=int, default=2, help="client processes")
-    ap.add_argument("--duration", type=float, default=20.0, help="measured seconds per phase")
+    ap.add_argument("--duration", type=float, default=15.0, help="measured seconds per phase")
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--timeout", type=float, default=1.0, help="per-call deadline, s")
     ap.add_argument("--seed", type=int, default=0)
@@ -144,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", default=str(RESULTS_DIR))
     ap.add_argument("--no-save", action="store_true")
     args = ap.parse_args(argv)
-    if not (1 <= args.factor <= 20 and args.duration <= 120 and args.concurrency <= 64):
-        ap.error("bounded runs only: factor <= 20, duration <= 120 s, concurrency <= 64")
+    if not (1 <= args.factor <= 20 and args.duration <= 120 and max(args.sweep) <= 64):
+        ap.error("bounded runs only: factor <= 20, duration <= 120 s, sweep callers <= 64")
     result = run(args)
     print(json.dumps({k: result[k] for k in ("capacity_rps", "goodput_share_of_capacity")}))
     if not args.no_save:
