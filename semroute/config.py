@@ -335,6 +335,11 @@ class AdminSpec(_Frozen):
     max_loaded: int = Field(default=4, ge=2, le=64)
     # Where archives are unpacked (None = the system temp dir).
     staging_dir: Path | None = None
+    # Where the active bundle (version and path) is recorded, atomically, after
+    # each activation or rollback; at start the server activates it again, so a
+    # restart (after kill -9 too) serves the last bundle activated. None: an
+    # activation lasts until the process ends.
+    state_file: Path | None = None
     max_archive_bytes: int = Field(default=2 * 1024**3, ge=1024)
 
     @model_validator(mode="after")

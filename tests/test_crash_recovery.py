@@ -145,13 +145,17 @@ def test_kill9_during_an_index_build_leaves_the_last_good_bundle(
             assert _served_version(target) == bundles.version_b
 
 
-def _slow_config(tmp_path: Path, staging: Path, delay_ms: int) -> Path:
+def _slow_config(
+    tmp_path: Path, staging: Path, delay_ms: int, state_file: Path | None = None
+) -> Path:
     """The default config with a slow encoder (a wide window to kill in) and its own
     staging directory, written beside the default one so relative paths hold."""
     src = REPO / "configs" / "default.yaml"
     data = yaml.safe_load(src.read_text())
     data.setdefault("encoder", {})["test_delay_ms"] = delay_ms
     data.setdefault("admin", {})["staging_dir"] = str(staging)
+    if state_file is not None:
+        data["admin"]["state_file"] = str(state_file)
     out = src.with_name(f".crash-{os.getpid()}-{tmp_path.name}.yaml")
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out
@@ -202,10 +206,49 @@ def test_kill9_during_a_load_and_an_activation_then_restart_serves_the_last_good
                 _kill9(proc)
                 with pytest.raises(grpc.RpcError):
                     act.result()
-        # The restart serves the configured bundle, intact (activations are not persisted).
+        # The restart serves the configured bundle, intact (no admin.state_file here, so
+        # activations are not recorded; see the next test).
         with _server(cfg, a, log, env) as (_, target):
             assert _served_version(target) == version
         read_manifest(a, kind="routes", encoder_id=encoder.id, dim=encoder.dim)
+    finally:
+        cfg.unlink(missing_ok=True)
+
+
+def test_with_a_state_file_a_restart_after_kill9_serves_the_last_activated_bundle(
+    bundles: Bundles, tmp_path: Path
+) -> None:
+    state = tmp_path / "active.json"
+    cfg = _slow_config(tmp_path, tmp_path / "staging", delay_ms=0, state_file=state)
+    env = {"SEMROUTE_ADMIN_TOKEN": TOKEN}
+    log = tmp_path / "server.log"
+    a = copy_bundle(bundles.a, tmp_path / "A")
+    b = copy_bundle(bundles.b, tmp_path / "B")
+    version_a = json.loads((a / "manifest.json").read_text())["version"]
+    try:
+        with _server(cfg, a, log, env) as (proc, target):
+            assert _served_version(target) == version_a and not state.exists()
+            with grpc.insecure_channel(target) as ch:
+                adm = admin_pb2_grpc.AdminServiceStub(ch)
+                r = adm.LoadIndex(
+                    apb.LoadIndexRequest(path=str(b), activate=apb.ACTIVATION_MODE_ACTIVE),
+                    metadata=AUTH,
+                    timeout=120,
+                )
+                assert r.active_version == bundles.version_b
+            assert json.loads(state.read_text()) == {
+                "version": bundles.version_b,
+                "path": str(b),
+            }
+            _kill9(proc)
+        with _server(cfg, a, log, env) as (proc, target):
+            assert _served_version(target) == bundles.version_b  # restored
+            _kill9(proc)
+        # The recorded bundle is gone: the configured one serves, with a warning.
+        shutil.rmtree(b)
+        with _server(cfg, a, log, env) as (_, target):
+            assert _served_version(target) == version_a
+        assert "recorded bundle not restored" in log.read_text()
     finally:
         cfg.unlink(missing_ok=True)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from semroute import atomic
 from semroute.admin import bundles
 from semroute.admin.pipeline import Embedding, decide
 from semroute.admin.shadow import ShadowEvaluator
@@ -74,6 +76,19 @@ class AdminError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def read_state(path: Path) -> dict[str, str] | None:
+    """The bundle a state file records ({"version", "path"}), or None (none, or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), str) and data.get(k) for k in ("version", "path")
+    ):
+        return None
+    return {"version": data["version"], "path": data["path"]}
 
 
 def _now() -> str:
@@ -134,6 +149,8 @@ class IndexRegistry:
         # The serving decision cache, when there is one (set by Admin.attach).
         self.cache: DecisionCache[bytes] | None = None
         self._embeddings: OrderedDict[str, Embedding] = OrderedDict()  # admin thread only
+        # Where the active bundle is recorded after each swap (set by Admin.restore).
+        self.state_file: Path | None = None
 
     # --- queries ----------------------------------------------------------------------
 
@@ -445,6 +462,7 @@ class IndexRegistry:
                 await self._prime_rest(entry)
                 self._check_open()
                 self._swap(entry, push=True)
+                await self._record(entry)
         return self.active, self.previous, (time.perf_counter() - t0) * 1000
 
     async def rollback(self, to_version: str = "") -> tuple[str, str]:
@@ -462,12 +480,25 @@ class IndexRegistry:
             self._check_open()
             current = self.active
             self._swap(entry, push=False)
+            await self._record(entry)
             for i in range(len(self.history) - 1, -1, -1):
                 if self.history[i] == target:
                     del self.history[i]
                     break
             self._trim()
             return self.active, current
+
+    async def _record(self, entry: Entry) -> None:
+        """Write the active bundle to `state_file` (atomically, off the loop); a failure
+        is logged, never undoes the swap."""
+        if self.state_file is None:
+            return
+        data = json.dumps({"version": entry.version, "path": str(entry.source)}).encode()
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, atomic.write_bytes, self.state_file, data)
+        except OSError as e:
+            log.warning("cannot record the active bundle", extra={"fields": {"error": str(e)}})
 
     def _swap(self, entry: Entry, *, push: bool) -> None:
         assert entry.state is not None

@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 
 from semroute.admin.auth import AdminAuth, server_credentials
-from semroute.admin.registry import IndexRegistry
+from semroute.admin.registry import AdminError, IndexRegistry, read_state
 from semroute.admin.service import SERVICE_NAME, AdminServicer, shadow_report
 from semroute.admin.shadow import ShadowEvaluator
 from semroute.admin.watcher import BundleWatcher
@@ -138,6 +138,36 @@ class Admin:
                 registry, watch_dir, interval_s=spec.watch_interval_s, action=spec.watch_action
             )
             self.watcher.start()
+
+    async def restore(self) -> None:
+        """Activate the bundle `admin.state_file` records, if any (before SERVING).
+
+        A recorded bundle that no longer loads is logged and skipped: the
+        server then serves the one it was started with.
+        """
+        reg = self.registry
+        path = self._path(self.spec.state_file)
+        if reg is None or path is None:
+            return
+        reg.state_file = path
+        recorded = read_state(path)
+        if recorded is None or recorded["version"] == reg.active:
+            return
+        try:
+            entry, _ = await reg.load(recorded["path"])
+            if entry.version != recorded["version"]:
+                raise AdminError(
+                    "FAILED_PRECONDITION",
+                    f"{recorded['path']} now holds {entry.version}, not {recorded['version']}",
+                )
+            await reg.activate(entry.version)
+        except AdminError as e:
+            log.warning(
+                "recorded bundle not restored; serving the configured one",
+                extra={"fields": {"state_file": str(path), "error": e.message}},
+            )
+            return
+        log.info("restored the recorded bundle", extra={"fields": {"version": entry.version}})
 
     async def close(self, grace: float = 1.0) -> None:
         """Shutdown began: refuse swaps, stop the watcher and shadowing, close the admin port."""

@@ -223,6 +223,7 @@ class App:
             self.admin.attach(
                 router, self.servicer, self.index_dir or self.config.resolved_index_path()
             )
+            await self.admin.restore()  # the last bundle activated, when it is recorded
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.loaded.set()
         log.info(
