@@ -1,6 +1,7 @@
 """Hot-swap benchmark: open-loop Route traffic while the index is swapped every second.
 
     python -m benchmarks.hot_swap --rate 1000 --swaps 100            # ~2.5 min
+    python -m benchmarks.hot_swap --rate 400 --swaps 100 --encoder-delay-ms 30   # slow CPU
 
 Builds two real, self-contained "routes" bundles (A from configs/default.yaml,
 B from a variant whose routes differ slightly), starts `semroute serve` on A
@@ -30,6 +31,11 @@ the default traffic is the cache-friendly `hit` mix (16 repeated requests,
 each with its own caller options): it exercises the swap, the per-version
 decision cache (each swap changes the cache key) and the server's request
 path; `--mix mix` at a lower `--rate` exercises the encoder path.
+
+`--encoder-delay-ms 30` runs the server (and the bundles' builds) with the
+test-only `encoder.test_delay_ms`: every encoder pass takes 30 ms longer, as
+on a slow CPU, so the swap's effect on admission (expected encoder wait) is
+measured the same way on any machine.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ from benchmarks.loadgen import procstat
 from benchmarks.loadgen.cli import host_info
 from benchmarks.loadgen.servers import start_server, stop_server
 from benchmarks.loadgen.worker import WorkerConfig, _open_loop, _Stats, connected_on_timeline
-from benchmarks.prompts import MIXES, PromptMix, RequestFactory, load_pool
+from benchmarks.prompts import KNOBS, MIXES, PromptMix, RequestFactory, load_pool
 from semroute.v1 import admin_pb2 as apb
 from semroute.v1 import admin_pb2_grpc, router_pb2
 
@@ -290,6 +296,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ[TOKEN_ENV] = token  # inherited by the server the load generator starts
     work = Path(tempfile.mkdtemp(prefix="hot-swap-"))
     config_path = Path(args.config).resolve()
+    if args.encoder_delay_ms:
+        config_path = delayed_config(config_path, args.encoder_delay_ms)
+    try:
+        return _run(args, host, token, work, config_path)
+    finally:
+        if args.encoder_delay_ms:
+            config_path.unlink(missing_ok=True)
+
+
+def delayed_config(config_path: Path, delay_ms: float) -> Path:
+    """A copy of the config with `encoder.test_delay_ms` set, beside it (its relative
+    paths stay valid)."""
+    data = yaml.safe_load(config_path.read_text())
+    data.setdefault("encoder", {})["test_delay_ms"] = delay_ms
+    out = config_path.with_name(f".{config_path.stem}.delay-{os.getpid()}.yaml")
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+def _run(
+    args: argparse.Namespace, host: dict[str, Any], token: str, work: Path, config_path: Path
+) -> dict[str, Any]:
     print(f"building bundles in {work} ...", flush=True)
     bundles = build_pair(work, config_path)
     va, vb = bundles["A"]["version"], bundles["B"]["version"]
@@ -337,7 +365,7 @@ def _drive(
             seed=args.seed,
             hit_set=args.hit_set,
             repeat_share=0.35,
-            knobs="vary",
+            knobs=args.knobs,
             data_dir=args.data_dir,
         )
         for i in range(n)
@@ -592,8 +620,8 @@ def _report(
             f"({args.hit_set} repeated requests for 'hit'): cache-friendly traffic, because "
             "the full encoder path alone cannot do 1,000 requests/s on this 2-core machine; "
             "each swap changes the decision-cache key (index version): the new index's "
-            "decisions for a sample of recent requests are put in the cache at the swap "
-            "(admin.prime_cache), the rest are decided afresh"
+            "decisions for the hot requests (admin.prime_cache most recently used cache "
+            "entries) are put in the cache just before the swap"
             if args.mix == "hit"
             else f"open loop at {args.rate:g} requests/s offered, '{args.mix}' prompt mix"
         ),
@@ -702,6 +730,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", type=int, default=2, help="client processes")
     ap.add_argument("--mix", choices=MIXES, default="hit")
     ap.add_argument("--hit-set", type=int, default=16)
+    ap.add_argument("--knobs", choices=KNOBS, default="vary", help="callers' options per request")
+    ap.add_argument("--encoder-delay-ms", type=float, default=0.0,
+                    help="test-only: added to every encoder pass (a slow CPU)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--swaps", type=int, default=100)

@@ -2,8 +2,12 @@
 
 Requests that need an embedding queue here; a batch is sent to the encoder
 when it reaches `max_batch` texts or when its oldest text has waited
-`max_wait_us`, whichever comes first. Inside a batch, texts are grouped by
-length into buckets so short prompts do not pay for a long one's padding.
+`max_wait_us`, whichever comes first, and only while an inference thread is
+free: when all of them are busy (overload), texts keep gathering and the next
+thread to finish takes them all (up to `max_batch` per run), so a saturated
+encoder runs full batches instead of a queue of one-text runs. Inside a
+batch, texts are grouped by length into buckets so short prompts do not pay
+for a long one's padding.
 Inference runs in a thread pool (onnxruntime releases the GIL), so the event
 loop keeps accepting and answering cheap requests meanwhile.
 """
@@ -70,6 +74,7 @@ class MicroBatcher:
         self._seconds_per_text = 0.0
         # Nanoseconds, for timing encoder runs; injectable so tests need no real delays.
         self.clock = clock
+        self._running = 0  # encoder runs started and not yet finished
 
     @property
     def queued(self) -> int:
@@ -80,12 +85,22 @@ class MicroBatcher:
         """Seconds a text queued now would wait for the encoder, from measured speed."""
         return self._queued * self._seconds_per_text / self.parallelism
 
-    def refusal(self) -> str | None:
-        """Why a new text should be refused now (the queue is full, or its expected
-        wait is over max_queue_wait_ms), for the caller's RESOURCE_EXHAUSTED; else None."""
+    def refusal(self, time_left_s: float | None = None) -> str | None:
+        """Why a new text should be refused now, for the caller's RESOURCE_EXHAUSTED; else
+        None: the queue is full, its expected wait is over max_queue_wait_ms, or the
+        caller's deadline (`time_left_s`, None without one) ends before the text would
+        be encoded, so the work would be wasted."""
         if self._queued >= self.max_queue:
             return f"{self._queued} requests are waiting for the encoder; retry with backoff"
         wait_ms = self.expected_wait_s() * 1000
+        if time_left_s is not None:
+            done_ms = wait_ms + self._seconds_per_text * 1000
+            if time_left_s * 1000 < done_ms:
+                return (
+                    f"the deadline ({time_left_s * 1000:.0f} ms left) ends before the "
+                    f"encoder's expected wait and run ({done_ms:.0f} ms); retry with a longer "
+                    "deadline or route this request to your default model"
+                )
         if self.max_queue_wait_ms and wait_ms > self.max_queue_wait_ms:
             return (
                 f"the encoder is saturated (expected wait {wait_ms:.0f} ms, over "
@@ -121,16 +136,30 @@ class MicroBatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._running >= self.parallelism:
+            return  # every thread is busy: the first run to finish takes what is pending
         batch, self._pending = self._pending, []
         batch = [(t, f) for t, f in batch if not f.cancelled()]
         if not batch:
             return
         for bucket in _buckets(batch, self.bucket_ratio):
-            task = asyncio.ensure_future(self._run(bucket))
-            self._tasks.add(task)  # keep a reference until done, or it may be collected
-            task.add_done_callback(self._tasks.discard)
+            for i in range(0, len(bucket), self.max_batch):
+                self._running += 1
+                task = asyncio.ensure_future(self._run(bucket[i : i + self.max_batch]))
+                self._tasks.add(task)  # keep a reference until done, or it may be collected
+                task.add_done_callback(self._tasks.discard)
 
     async def _run(self, bucket: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]) -> None:
+        try:
+            await self._encode_bucket(bucket)
+        finally:
+            self._running -= 1
+            if self._pending and self._running < self.parallelism:
+                self._flush()  # texts gathered while every thread was busy
+
+    async def _encode_bucket(
+        self, bucket: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]
+    ) -> None:
         texts = [t for t, _ in bucket]
         loop = asyncio.get_running_loop()
         self.stats.batches += 1

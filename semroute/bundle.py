@@ -1,21 +1,27 @@
 """Index bundles on disk: a directory of files plus a manifest of their checksums.
 
-A bundle is written to a temporary sibling directory and renamed into place,
-so a reader never sees a half-written one; loading verifies every checksum
-and the encoder it was built for before anything is used.
+A bundle is written to a temporary sibling directory, flushed to disk and
+renamed into place (semroute/atomic.py), so a reader never sees a half-written
+one, and a build killed at any point leaves the previous bundle (restored on
+the next read when the kill fell between the two renames of a replacement).
+Loading verifies every checksum and the encoder it was built for before
+anything is used. A full disk fails the build with a clear error and leaves
+the previous bundle as it was.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from semroute.atomic import recover_dir, replace_dir
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -33,6 +39,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def no_space(e: BaseException) -> bool:
+    """True for a full disk, whether Python (OSError) or a C++ library (its message) saw it."""
+    if isinstance(e, OSError):
+        return e.errno == errno.ENOSPC
+    return isinstance(e, Exception) and "No space left on device" in str(e)
+
+
 def write_bundle(
     out_dir: Path, kind: str, write_files: Callable[[Path], None], meta: dict[str, Any]
 ) -> dict[str, Any]:
@@ -42,6 +55,7 @@ def write_bundle(
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(out_dir)  # a replacement killed half-way: start from the previous bundle
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         write_files(tmp)
@@ -57,16 +71,15 @@ def write_bundle(
             "files": files,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
+        replace_dir(tmp, out_dir)
         return manifest
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if no_space(e):
+            raise BundleError(
+                f"{out_dir}: no space left on device while writing the bundle; "
+                "the previous bundle there (if any) is unchanged"
+            ) from None
         raise
 
 
@@ -74,7 +87,7 @@ def parse_manifest(bundle_dir: Path) -> dict[str, Any]:
     """A bundle's manifest, parsed but not verified; BundleError when there is none."""
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / MANIFEST
-    if not bundle_dir.is_dir():
+    if not bundle_dir.is_dir() and not recover_dir(bundle_dir):
         raise BundleError(
             f"index bundle {bundle_dir} does not exist (build it with `semroute index build`)"
         )
@@ -87,6 +100,14 @@ def parse_manifest(bundle_dir: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise BundleError(f"{path}: not a bundle manifest")
     return manifest
+
+
+def check_file_names(path: Path, files: dict[Any, Any]) -> None:
+    """A manifest may only name plain files inside its own directory."""
+    for name in files:
+        plain = isinstance(name, str) and name not in ("", ".", "..")
+        if not plain or any(c in name for c in "/\\\x00"):
+            raise BundleError(f"{path}: refused file name {name!r} (not a plain file name)")
 
 
 def read_manifest(bundle_dir: Path, *, kind: str, encoder_id: str, dim: int) -> dict[str, Any]:
@@ -106,6 +127,7 @@ def read_manifest(bundle_dir: Path, *, kind: str, encoder_id: str, dim: int) -> 
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{path}: lists no files")
+    check_file_names(path, files)
     for name, digest in files.items():
         f = bundle_dir / name
         if not f.is_file():

@@ -147,7 +147,7 @@ def _encoders(config: Config) -> tuple[Encoder, TextEncoder | None]:
     from semroute.server.app import make_static_encoder
 
     encoder = _encoder(config)
-    return encoder, index_static_encoder(make_static_encoder(config), encoder)
+    return encoder, index_static_encoder(config, make_static_encoder(config), encoder)
 
 
 def _ensure_default_index(config: Config) -> None:

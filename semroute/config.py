@@ -151,6 +151,22 @@ class EncoderSpec(_Frozen):
     device: Literal["cpu", "cuda"] = "cpu"
     intra_op_threads: int = Field(default=0, ge=0)
     max_tokens: int = Field(default=128, ge=8, le=8192)
+    # Test-only: milliseconds added to every encoder pass (a slow CPU on a fast
+    # one; see semroute/encoder/delay.py). 0 in production.
+    test_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
+
+
+class ServerTlsSpec(_Frozen):
+    """TLS on the serving port; relative paths are relative to the config file.
+
+    The files are re-read when they change (checked at each new connection),
+    so a renewed certificate is served without a restart.
+    """
+
+    cert_file: Path
+    key_file: Path
+    # Set: mutual TLS, every client must present a certificate from this CA.
+    client_ca_file: Path | None = None
 
 
 class ClassifierSpec(_Frozen):
@@ -181,6 +197,14 @@ class ServerSpec(_Frozen):
     # the cores, so overload cannot starve the cheap requests. 0 = same priority.
     inference_nice: int = Field(default=10, ge=0, le=19)
     grace_period_s: float = Field(default=5.0, ge=0)
+    # Prompt text in logs. True (default): never logged; a decision log line
+    # (DEBUG level) carries a digest of it instead, and an error's message has it
+    # replaced. False: decision log lines carry the prompt (debugging only).
+    redact_prompts: bool = True
+    # None = plaintext (loopback and trusted networks only).
+    tls: ServerTlsSpec | None = None
+    # gRPC server reflection (`grpcurl list`); turn off in production.
+    reflection: bool = True
 
 
 class FastTierSpec(_Frozen):
@@ -297,6 +321,8 @@ class AdminSpec(_Frozen):
     Relative paths are resolved against the config file's directory.
     """
 
+    # False: no AdminService at all, whatever the environment holds (production).
+    enabled: bool = True
     # Environment variable holding the admin token; unset or empty = no token.
     token_env: str = "SEMROUTE_ADMIN_TOKEN"
     # Environment variable holding a read-only token (GetStatus, ListIndexes).
@@ -314,15 +340,22 @@ class AdminSpec(_Frozen):
     shadow_sample_rate: float = Field(default=0.05, ge=0, le=1)
     # Shadow evaluations queued before further samples are dropped.
     shadow_max_pending: int = Field(default=256, ge=1)
-    # Recent distinct requests (a sample of live traffic) a new index decides
-    # before it is activated, to warm the decision cache for it; 0 = off.
-    prime_cache: int = Field(default=128, ge=0, le=4096)
+    # Hot requests (those behind the most recently used decision-cache entries)
+    # an index decides before it is activated, at load and again at every
+    # activation or rollback, so the swap does not send them to the encoder;
+    # 0 = off.
+    prime_cache: int = Field(default=1024, ge=0, le=4096)
     # Keep the previously active bundle loaded for an instant rollback.
     keep_previous: bool = True
     # Bundles held in memory at once (active, previous and shadow included).
     max_loaded: int = Field(default=4, ge=2, le=64)
     # Where archives are unpacked (None = the system temp dir).
     staging_dir: Path | None = None
+    # Where the active bundle (version and path) is recorded, atomically, after
+    # each activation or rollback; at start the server activates it again, so a
+    # restart (after kill -9 too) serves the last bundle activated. None: an
+    # activation lasts until the process ends.
+    state_file: Path | None = None
     max_archive_bytes: int = Field(default=2 * 1024**3, ge=1024)
 
     @model_validator(mode="after")

@@ -5,6 +5,10 @@ Keyed by the normalised prompt and everything else that changes the answer
 survives a config or index swap). Bounded by entry count and by bytes, with
 a TTL; least recently used entries go first. Not thread-safe by design: it
 lives on the event loop, which is single-threaded.
+
+An entry may carry its `origin` (the request it answers): `recent_origins`
+lists the requests behind the most recently used entries, which an index swap
+decides again before it happens (see semroute/admin/registry.py).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from semroute.types import RouteQuery
 
@@ -73,8 +77,8 @@ class DecisionCache(Generic[V]):
         self.ttl_s = ttl_s
         self.bytes = 0
         self.stats = CacheStats()
-        # key -> (expires_at, size, value); order = recency, oldest first.
-        self._entries: OrderedDict[bytes, tuple[float, int, V]] = OrderedDict()
+        # key -> (expires_at, size, value, origin); order = recency, oldest first.
+        self._entries: OrderedDict[bytes, tuple[float, int, V, Any]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -94,25 +98,43 @@ class DecisionCache(Generic[V]):
         self.stats.hits += 1
         return entry[2]
 
-    def put(self, key: bytes, value: V, size: int, now: float | None = None) -> None:
-        """Store `value` (`size` bytes); values larger than the whole budget are not cached."""
+    def put(
+        self, key: bytes, value: V, size: int, now: float | None = None, *, origin: Any = None
+    ) -> None:
+        """Store `value` (`size` bytes, the origin's included); values larger than the whole
+        budget are not cached."""
         size += ENTRY_OVERHEAD_BYTES
         if size > self.max_bytes:
             return
         if key in self._entries:
             self._drop(key)
         now = time.monotonic() if now is None else now
-        self._entries[key] = (now + self.ttl_s, size, value)
+        self._entries[key] = (now + self.ttl_s, size, value, origin)
         self.bytes += size
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             oldest = next(iter(self._entries))
             self._drop(oldest)
             self.stats.evictions += 1
 
+    def recent_origins(self, limit: int, now: float | None = None) -> list[Any]:
+        """The origins of the most recently used live entries, most recent first, each
+        object once, at most `limit`."""
+        now = time.monotonic() if now is None else now
+        out: list[Any] = []
+        seen: set[int] = set()
+        for expires, _, _, origin in reversed(self._entries.values()):
+            if len(out) >= limit:
+                break
+            if origin is None or expires <= now or id(origin) in seen:
+                continue
+            seen.add(id(origin))
+            out.append(origin)
+        return out
+
     def clear(self) -> None:
         self._entries.clear()
         self.bytes = 0
 
     def _drop(self, key: bytes) -> None:
-        _, size, _ = self._entries.pop(key)
+        size = self._entries.pop(key)[1]
         self.bytes -= size

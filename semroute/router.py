@@ -63,7 +63,7 @@ class RoutingState:
             index_dir or config.resolved_index_path(),
             config,
             encoder,
-            index_static_encoder(static_encoder, encoder),
+            index_static_encoder(config, static_encoder, encoder),
         )
         predictor = columns = None
         if config.learned.bundle is not None:
@@ -403,6 +403,11 @@ def shares_space(static: TextEncoder | None, encoder: TextEncoder) -> bool:
     )
 
 
-def index_static_encoder(static: TextEncoder | None, encoder: TextEncoder) -> TextEncoder | None:
-    """The static encoder a route bundle needs its own index for (None: it shares the encoder's)."""
-    return None if static is None or shares_space(static, encoder) else static
+def index_static_encoder(
+    config: Config, static: TextEncoder | None, encoder: TextEncoder
+) -> TextEncoder | None:
+    """The static encoder a route bundle needs its own index for: only the fast tier searches
+    routes with it, and not when it shares the encoder's space (None: no static index)."""
+    if static is None or not config.fast_tier.enabled or shares_space(static, encoder):
+        return None
+    return static

@@ -149,3 +149,35 @@ async def test_refusal_names_the_full_queue_then_the_expected_wait() -> None:
                 assert refusal is not None and "6 requests are waiting" in refusal
         gate.set()
         await asyncio.gather(*held)
+
+
+async def test_texts_arriving_while_every_thread_is_busy_go_in_one_batch() -> None:
+    """Under overload the encoder runs full batches, not a queue of one-text runs: texts
+    that arrive while every inference thread is busy wait for the first to finish, then go
+    together (up to max_batch)."""
+    calls: list[list[str]] = []
+    gate = threading.Event()
+    started = threading.Semaphore(0)
+    record = fake_encode(calls)
+
+    def blocking(texts: Sequence[str]) -> np.ndarray:
+        started.release()
+        assert gate.wait(10)
+        return record(texts)
+
+    with ThreadPoolExecutor(2) as pool:
+        b = MicroBatcher(blocking, pool, max_batch=8, max_wait_us=0, parallelism=2)
+        loop = asyncio.get_running_loop()
+        first = []
+        for i in range(2):  # one run each: both threads busy
+            first.append(asyncio.ensure_future(b.embed(f"busy {i}")))
+            assert await loop.run_in_executor(None, started.acquire, True, 10)
+        later = [asyncio.ensure_future(b.embed(f"later text {i}")) for i in range(11)]
+        for _ in range(5):  # their flush timers fire: nothing may start while busy
+            await asyncio.sleep(0)
+        assert b.stats.batches == 2
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(*first, *later), 10)
+    sizes = sorted(len(c) for c in calls)
+    assert sizes[-1] == 8 and sum(sizes) == 13  # the 11 later texts: runs of 8 and 3
+    assert b.stats.batches == 4

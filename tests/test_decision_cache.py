@@ -126,3 +126,18 @@ def test_keys_are_16_bytes_and_separate_each_cost_cap_and_output_length() -> Non
     assert len(keys) == 9
     assert {len(k) for k in keys} == {16}
     assert len(cache_key(base, 0.5, "c", "i")) == 16
+
+
+def test_recent_origins_follow_use_most_recent_first_each_once() -> None:
+    c: DecisionCache[bytes] = DecisionCache(max_entries=10, max_bytes=10_000, ttl_s=10)
+    qa, qb, qc = (RouteQuery(text=t) for t in ("a", "b", "c"))
+    c.put(b"a-prompt", b"x", 1, now=0, origin=qa)
+    c.put(b"a-wire", b"x", 1, now=0, origin=qa)  # a second key for the same request
+    c.put(b"b", b"x", 1, now=0, origin=qb)
+    c.put(b"c", b"x", 1, now=5, origin=qc)
+    c.put(b"none", b"x", 1, now=0)  # no origin: not listed
+    assert c.recent_origins(10, now=1) == [qc, qb, qa]
+    assert c.get(b"a-prompt", now=1) == b"x"  # a hit makes its request the hottest
+    assert c.recent_origins(10, now=1) == [qa, qc, qb]
+    assert c.recent_origins(2, now=1) == [qa, qc]
+    assert c.recent_origins(10, now=12) == [qc]  # expired entries' requests are not hot

@@ -19,7 +19,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from semroute.encoder import Encoder, EncoderError, default_model_dir
+from semroute.encoder import Encoder, EncoderError, default_model_dir, plain_model_dir
 from semroute.encoder import onnx_backend as backend_mod
 
 REPO = Path(__file__).resolve().parents[1]
@@ -271,7 +271,9 @@ def test_missing_files_and_bad_checksum(tmp_path: Path) -> None:
 
 def test_default_model_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("SEMROUTE_MODEL_DIR", raising=False)
-    assert default_model_dir().resolve() == BUNDLED.resolve()
+    # The default is the route classifier; BUNDLED (the plain encoder) is what it was tuned from.
+    assert default_model_dir().resolve() == (REPO / "models" / "minilm-l6-routes-int8").resolve()
+    assert plain_model_dir().resolve() == BUNDLED.resolve()
     monkeypatch.setenv("SEMROUTE_MODEL_DIR", str(tmp_path))
     assert default_model_dir() == tmp_path
 

@@ -2,6 +2,8 @@
 
 The static encoder here is a stand-in (the full encoder under another id), so
 these tests pin the tier logic and bundle handling, not the static model's quality.
+The full encoder is the plain one the bundled static model was trained to match, with
+the utterance matcher deciding (the route classifier is another encoder's head).
 """
 
 from __future__ import annotations
@@ -30,6 +32,20 @@ class StandIn:
     def encode(self, texts: list[str]) -> np.ndarray:
         self.calls += 1
         return self._encoder.encode(texts)
+
+
+@pytest.fixture(scope="module")
+def encoder(config: Config):  # type: ignore[no-untyped-def]
+    from semroute.encoder import Encoder, plain_model_dir
+
+    return Encoder(plain_model_dir(), max_tokens=config.encoder.max_tokens)
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory: pytest.TempPathFactory, config: Config, encoder) -> Path:  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("plain-index") / "default"
+    build_route_index(config, encoder, out)
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -240,7 +240,6 @@ async def test_the_new_index_is_warm_in_the_decision_cache_at_the_swap(
         ),
     ):
         assert app.admin is not None and app.admin.shadow is not None
-        app.admin.shadow._tap_every = 1  # sample every request (the default is 1 in 16)
         for p in PROMPTS:
             await rs.Route(pb.RouteRequest(prompt=p, request_id=f"warm-{p}"))
         r = await adm.LoadIndex(apb.LoadIndexRequest(path=str(bundles.b)), metadata=AUTH)

@@ -27,7 +27,10 @@ def _head(temperature: float = 1.0) -> RouteHead:
 def _config(tmp_path, routes: list[dict], **classifier) -> Config:  # type: ignore[no-untyped-def]
     base = load_config()
     data = {
-        "models": [m.model_dump(exclude_none=True) for m in base.models],
+        "models": [
+            m.model_dump(mode="json", exclude_none=True, exclude={"route_quality"})
+            for m in base.models
+        ],
         "routes": routes,
         "policy": {"default_route": "general"},
         "classifier": classifier,

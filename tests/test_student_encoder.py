@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from semroute.config import Config
-from semroute.encoder import Encoder
+from semroute.encoder import Encoder, plain_model_dir
 from semroute.route_index import build_route_index, load_route_index
 from semroute.types import RouteQuery
 
@@ -46,6 +46,12 @@ AGREEMENT_MARGIN = 0.05
 @pytest.fixture(scope="module")
 def student(config: Config) -> Encoder:
     return Encoder(STUDENT, max_tokens=config.encoder.max_tokens)
+
+
+@pytest.fixture(scope="module")
+def encoder(config: Config) -> Encoder:
+    """The teacher: the plain bundled encoder (the default encoder is the route classifier)."""
+    return Encoder(plain_model_dir(), max_tokens=config.encoder.max_tokens)
 
 
 def test_metadata_describes_a_student_of_the_bundled_teacher(encoder: Encoder) -> None:
@@ -83,15 +89,19 @@ def test_cosine_to_teacher_on_held_out_prompts(student: Encoder, encoder: Encode
 
 
 def test_route_decisions_agree_with_teacher_on_probes(
-    tmp_path: Path, config: Config, student: Encoder, router
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, config: Config, student: Encoder, encoder: Encoder
+) -> None:
     from semroute.policy import Policy
     from semroute.router import Router, RoutingState
     from semroute.rules import RuleSet
 
-    build_route_index(config, student, tmp_path / "student")
-    index = load_route_index(tmp_path / "student", config, student)
-    s_router = Router(student, RoutingState(config, RuleSet(config.rules), index, Policy(config)))
+    def utterance_router(enc: Encoder, name: str) -> Router:
+        build_route_index(config, enc, tmp_path / name)
+        index = load_route_index(tmp_path / name, config, enc)
+        return Router(enc, RoutingState(config, RuleSet(config.rules), index, Policy(config)))
+
+    router = utterance_router(encoder, "teacher")
+    s_router = utterance_router(student, "student")
     probes = [p for group in yaml.safe_load(PROBES.read_text()).values() for p in group]
     pairs = [
         (router.route(RouteQuery(text=p)).route, s_router.route(RouteQuery(text=p)).route, p)

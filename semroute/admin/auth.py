@@ -12,6 +12,7 @@ the Route hot path pays nothing for it.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from pathlib import Path
 
@@ -34,8 +35,8 @@ class AdminAuth:
         for name, value in (("admin token", token), ("read-only admin token", read_token)):
             if value is not None and len(value) < MIN_TOKEN_CHARS:
                 raise ValueError(f"the {name} must be at least {MIN_TOKEN_CHARS} characters")
-        self._token = token.encode() if token else None
-        self._read_token = read_token.encode() if read_token else None
+        self._token = _digest(token.encode()) if token else None
+        self._read_token = _digest(read_token.encode()) if read_token else None
         self._token_env = token_env
         self._allowed = frozenset(allowed_common_names)
 
@@ -69,10 +70,14 @@ class AdminAuth:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED, "malformed authorization; use 'Bearer <token>'"
             )
-        cred = given.strip().encode()
-        if self._token is not None and hmac.compare_digest(cred, self._token):
+        cred = _digest(given.strip().encode())
+        # Both tokens are always compared, in constant time, on digests of one length:
+        # neither the time taken nor an early exit tells a caller how close a guess was.
+        full = self._token is not None and hmac.compare_digest(cred, self._token)
+        read = self._read_token is not None and hmac.compare_digest(cred, self._read_token)
+        if full:
             return
-        if self._read_token is not None and hmac.compare_digest(cred, self._read_token):
+        if read:
             if write:
                 await context.abort(
                     grpc.StatusCode.PERMISSION_DENIED,
@@ -80,6 +85,11 @@ class AdminAuth:
                 )
             return
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "admin token rejected")
+
+
+def _digest(token: bytes) -> bytes:
+    """Fixed-length form of a token, so comparing it reveals nothing about its length."""
+    return hashlib.sha256(token).digest()
 
 
 def server_credentials(tls: AdminTlsSpec, base: Path | None) -> grpc.ServerCredentials:

@@ -29,7 +29,16 @@ from typing import Any, Protocol
 import yaml
 from pydantic import ValidationError
 
-from semroute.bundle import MANIFEST, BundleError, parse_manifest, write_bundle
+from semroute.atomic import fsync_path
+from semroute.bundle import (
+    MANIFEST,
+    BundleError,
+    check_file_names,
+    no_space,
+    parse_manifest,
+    sha256_file,
+    write_bundle,
+)
 from semroute.config import Config, ConfigError, load_config
 from semroute.route_index import KIND as ROUTES_KIND
 from semroute.route_index import TextEncoder, build_route_index
@@ -54,6 +63,38 @@ def peek_manifest(bundle_dir: Path) -> dict[str, Any]:
     if not isinstance(manifest.get("version"), str):
         raise BundleError(f"{Path(bundle_dir) / MANIFEST}: not a bundle manifest (no version)")
     return manifest
+
+
+def check_same_files(bundle_dir: Path, manifest: dict[str, Any], loaded: dict[str, Any]) -> None:
+    """Raise BundleError naming the first file of `bundle_dir` that differs from the loaded
+    bundle of the same version (manifest `loaded`).
+
+    A version names a bundle's content, so a path claiming a loaded version
+    must hold the same files; otherwise "already loaded" would hide a
+    different (edited, corrupt, or mislabelled) bundle.
+    """
+    want, have = loaded.get("files"), manifest.get("files")
+    if not isinstance(want, dict):
+        return  # the loaded bundle recorded no checksums to compare with
+    version = loaded.get("version")
+    if not isinstance(have, dict):
+        raise BundleError(f"{bundle_dir}: its manifest lists no files")
+    check_file_names(bundle_dir / MANIFEST, have)
+    for name in sorted(set(want) | set(have)):
+        if name not in want:
+            problem = "is not part of the loaded bundle"
+        elif name not in have:
+            problem = "is part of the loaded bundle but not listed in this one's manifest"
+        elif not (bundle_dir / name).is_file():
+            problem = "is missing"
+        elif have[name] != want[name] or sha256_file(bundle_dir / name) != want[name]:
+            problem = "differs from the loaded bundle's"
+        else:
+            continue
+        raise BundleError(
+            f"{bundle_dir}: version {version} is already loaded, but file {name} {problem}; "
+            "a changed bundle needs a new version (rebuild it)"
+        )
 
 
 # --- building -----------------------------------------------------------------------------
@@ -117,9 +158,13 @@ def pack_archive(bundle_dir: Path, out: Path) -> Path:
             for f in sorted(bundle_dir.iterdir()):
                 if f.is_file():
                     tf.add(f, arcname=f"{bundle_dir.name}/{f.name}", recursive=False)
+        fsync_path(Path(tmp))
         os.replace(tmp, out)
-    except BaseException:
+        fsync_path(out.parent)
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if no_space(e):
+            raise BundleError(f"{out}: no space left on device while writing the archive") from None
         raise
     return out
 
@@ -135,7 +180,7 @@ def unpack_archive(archive: Path, staging_root: Path, max_bytes: int) -> Path:
     caller removes the returned dir's parent (`staging_dir_of`) when done.
     """
     staging_root.mkdir(parents=True, exist_ok=True)
-    dest = Path(tempfile.mkdtemp(prefix="bundle-", dir=staging_root))
+    dest = Path(tempfile.mkdtemp(prefix=f"bundle-{os.getpid()}-", dir=staging_root))
     try:
         try:
             with tarfile.open(archive, "r:gz") as tf:
@@ -146,6 +191,11 @@ def unpack_archive(archive: Path, staging_root: Path, max_bytes: int) -> Path:
                 else:  # Python < 3.11.4: members were checked above
                     tf.extractall(dest, members=members)
         except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+            if no_space(e):
+                raise BundleError(
+                    f"{archive}: no space left on device while unpacking it into "
+                    f"{staging_root} (admin.staging_dir); the active index is unchanged"
+                ) from None
             raise BundleError(
                 f"{archive}: not a readable .tar.gz bundle (truncated or corrupt?): {e}"
             ) from None
@@ -153,6 +203,30 @@ def unpack_archive(archive: Path, staging_root: Path, max_bytes: int) -> Path:
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+
+
+def clean_staging(staging_root: Path) -> int:
+    """Remove what loads of processes no longer running (killed mid-load) left in
+    `staging_root`; returns how many. Other live processes' loads are left alone."""
+    removed = 0
+    if not staging_root.is_dir():
+        return 0
+    for d in staging_root.glob("bundle-*-*"):
+        pid = d.name.split("-")[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def staging_dir_of(bundle_dir: Path, staging_root: Path) -> Path:

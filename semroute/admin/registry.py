@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from semroute import atomic
 from semroute.admin import bundles
 from semroute.admin.pipeline import Embedding, decide
 from semroute.admin.shadow import ShadowEvaluator
@@ -51,6 +53,12 @@ WARM_PROMPTS = (
     "design a sharded, replicated key-value store with exactly-once semantics",
 )
 MAX_HISTORY = 32
+# Hot requests taken from the decision cache per primed key (several requests,
+# differing only in id or tenant, share a key), texts embedded per encoder pass
+# while priming, and embeddings always kept for the next swap.
+PRIME_OVERSAMPLE = 4
+PRIME_BATCH = 32
+EMBED_MEMO_MIN = 1024
 # Pause between decisions made while loading: each holds the GIL for ~0.2 ms,
 # and without a real pause the loader keeps the GIL for whole 5 ms switch
 # intervals, which the event loop serving requests feels as latency.
@@ -68,6 +76,19 @@ class AdminError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def read_state(path: Path) -> dict[str, str] | None:
+    """The bundle a state file records ({"version", "path"}), or None (none, or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), str) and data.get(k) for k in ("version", "path")
+    ):
+        return None
+    return {"version": data["version"], "path": data["path"]}
 
 
 def _now() -> str:
@@ -89,9 +110,9 @@ class Entry:
     loaded_at: str = ""
     index_bytes: int = 0
     seq: int = field(default=0)
-    # Decision-cache entries (key, value) of this state for recent requests,
-    # inserted when it is activated.
-    primed: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # Decision-cache entries (key, value, request) of this state for the hot
+    # requests, inserted when it is activated.
+    primed: list[tuple[bytes, bytes, RouteQuery]] = field(default_factory=list)
 
 
 class IndexRegistry:
@@ -109,6 +130,8 @@ class IndexRegistry:
         self.spec = spec
         self.shadow = shadow
         self.staging_root = staging_root or Path(tempfile.gettempdir()) / "semroute-staging"
+        if removed := bundles.clean_staging(self.staging_root):
+            log.info("removed staging left by killed loads", extra={"fields": {"dirs": removed}})
         self.entries: OrderedDict[str, Entry] = OrderedDict()
         self.active = ""
         self.history: list[str] = []
@@ -126,6 +149,8 @@ class IndexRegistry:
         # The serving decision cache, when there is one (set by Admin.attach).
         self.cache: DecisionCache[bytes] | None = None
         self._embeddings: OrderedDict[str, Embedding] = OrderedDict()  # admin thread only
+        # Where the active bundle is recorded after each swap (set by Admin.restore).
+        self.state_file: Path | None = None
 
     # --- queries ----------------------------------------------------------------------
 
@@ -203,7 +228,7 @@ class IndexRegistry:
         async with self._load_lock:
             self._check_open()
             routing = self.router.state.config
-            recent = self.shadow.recent() if self.cache is not None else []
+            recent = self._hot()
             loop = asyncio.get_running_loop()
             try:
                 entry, already = await loop.run_in_executor(
@@ -260,6 +285,7 @@ class IndexRegistry:
             peek = bundles.peek_manifest(bundle_dir)
             known = self.entries.get(peek["version"])
             if known is not None and known.state is not None:
+                bundles.check_same_files(bundle_dir, peek, known.manifest)
                 return known, True
             loader = bundles.loader_for(peek.get("kind"))
             enc = self.router.encoder
@@ -305,11 +331,26 @@ class IndexRegistry:
             if d.index_version != state.index.version or not d.model:
                 raise BundleError("warm-up decision came out inconsistent; bundle refused")
 
-    def _prime(self, state: RoutingState, queries: list[RouteQuery]) -> list[tuple[bytes, bytes]]:
-        """The new state's decisions for recent live requests, as decision-cache entries.
+    def _hot(self) -> list[RouteQuery]:
+        """The requests behind the most recently used decision-cache entries (on the loop).
 
-        Without them, the first requests after a swap all miss the cache (its key
-        holds the index version) and reach the encoder at once.
+        More than `prime_cache` are taken: several may share one cache key."""
+        if self.cache is None or not self.spec.prime_cache:
+            return []
+        return self.cache.recent_origins(PRIME_OVERSAMPLE * self.spec.prime_cache)
+
+    def _prime(
+        self,
+        state: RoutingState,
+        queries: list[RouteQuery],
+        skip: frozenset[bytes] = frozenset(),
+    ) -> list[tuple[bytes, bytes, RouteQuery]]:
+        """The state's decisions for the hot requests (up to `prime_cache` distinct cache
+        keys, those in `skip` aside), as decision-cache entries.
+
+        Without them, the hot requests all miss the cache after a swap (its key
+        holds the index version) and reach the encoder at once: on a slow CPU its
+        expected wait then trips admission and cache hits turn into refusals.
         """
         if not queries:
             return []
@@ -317,29 +358,54 @@ class IndexRegistry:
         from semroute.server.convert import decision_to_proto
         from semroute.server.service import _template
 
+        todo: dict[bytes, RouteQuery] = {}
+        for q in queries:
+            if len(todo) >= self.spec.prime_cache:
+                break
+            try:
+                key = cache_key(q, state.policy.knob(q), state.config.version, state.index.version)
+            except RoutingError:
+                continue
+            if key not in skip:
+                todo.setdefault(key, q)
         router = self.router
         memo = self._embeddings
-        needed = dict.fromkeys(q.text for q in queries)
+        needed = dict.fromkeys(q.text for q in todo.values())
         for text in needed:
             if text in memo:
                 memo.move_to_end(text)
         missing = [t for t in needed if t not in memo]
-        if missing:
-            rows = router.encoder.encode(missing)
-            for i, text in enumerate(missing):
-                memo[text] = (rows[i : i + 1], 0)
-        while len(memo) > 4 * len(needed):  # the needed ones are the most recent
+        for i in range(0, len(missing), PRIME_BATCH):
+            chunk = missing[i : i + PRIME_BATCH]
+            rows = router.encoder.encode(chunk)
+            for j, text in enumerate(chunk):
+                memo[text] = (rows[j : j + 1], 0)
+        while len(memo) > max(4 * len(needed), EMBED_MEMO_MIN):  # needed ones are the newest
             memo.popitem(last=False)
         out = []
-        for q in queries:
+        for key, q in todo.items():
             _yield_gil()
             try:
                 d = decide(router, q, state, lambda t=q.text: memo[t])
             except RoutingError:
                 continue
-            key = cache_key(q, state.policy.knob(q), state.config.version, state.index.version)
-            out.append((key, _template(decision_to_proto(d))))
+            out.append((key, _template(decision_to_proto(d)), q))
         return out
+
+    async def _prime_rest(self, entry: Entry) -> None:
+        """Before `entry` is activated: prime the hot requests its load did not (those
+        that became hot since, or all of them when it was loaded and activated before)."""
+        hot = self._hot()
+        if not hot or entry.state is None:
+            return
+        done = frozenset(k for k, _, _ in entry.primed)
+        loop = asyncio.get_running_loop()
+        try:
+            more = await loop.run_in_executor(self._executor, self._prime, entry.state, hot, done)
+        except RuntimeError:  # the executor shut down: the server is stopping
+            self._check_open()
+            raise
+        entry.primed.extend(more)
 
     def _entry(
         self,
@@ -393,7 +459,10 @@ class IndexRegistry:
             entry = await self._ensure_loaded(version)
             self._check_open()
             if version != self.active:
+                await self._prime_rest(entry)
+                self._check_open()
                 self._swap(entry, push=True)
+                await self._record(entry)
         return self.active, self.previous, (time.perf_counter() - t0) * 1000
 
     async def rollback(self, to_version: str = "") -> tuple[str, str]:
@@ -407,8 +476,11 @@ class IndexRegistry:
                 raise AdminError("FAILED_PRECONDITION", f"{target} is already active")
             entry = await self._ensure_loaded(target)
             self._check_open()
+            await self._prime_rest(entry)
+            self._check_open()
             current = self.active
             self._swap(entry, push=False)
+            await self._record(entry)
             for i in range(len(self.history) - 1, -1, -1):
                 if self.history[i] == target:
                     del self.history[i]
@@ -416,12 +488,24 @@ class IndexRegistry:
             self._trim()
             return self.active, current
 
+    async def _record(self, entry: Entry) -> None:
+        """Write the active bundle to `state_file` (atomically, off the loop); a failure
+        is logged, never undoes the swap."""
+        if self.state_file is None:
+            return
+        data = json.dumps({"version": entry.version, "path": str(entry.source)}).encode()
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, atomic.write_bytes, self.state_file, data)
+        except OSError as e:
+            log.warning("cannot record the active bundle", extra={"fields": {"error": str(e)}})
+
     def _swap(self, entry: Entry, *, push: bool) -> None:
         assert entry.state is not None
         old = self.active
         if self.cache is not None:  # keyed by the new version: invisible until the swap
-            for key, value in entry.primed:
-                self.cache.put(key, value, len(value))
+            for key, value, query in entry.primed:
+                self.cache.put(key, value, len(value) + len(query.text), origin=query)
         primed, entry.primed = len(entry.primed), []
         self.router.swap(entry.state)  # the only change the serving path sees
         self.active = entry.version

@@ -16,12 +16,13 @@ from pathlib import Path
 import grpc
 
 from semroute.admin.auth import AdminAuth, server_credentials
-from semroute.admin.registry import IndexRegistry
+from semroute.admin.registry import AdminError, IndexRegistry, read_state
 from semroute.admin.service import SERVICE_NAME, AdminServicer, shadow_report
 from semroute.admin.shadow import ShadowEvaluator
 from semroute.admin.watcher import BundleWatcher
 from semroute.config import Config, ConfigError
 from semroute.router import Router
+from semroute.server.decoding import BadInputLog, GuardedServer
 from semroute.v1 import admin_pb2 as apb
 from semroute.v1 import admin_pb2_grpc
 
@@ -37,10 +38,12 @@ def _rss_bytes() -> int:
 
 
 class Admin:
-    def __init__(self, config: Config, auth: AdminAuth) -> None:
+    def __init__(self, config: Config, auth: AdminAuth, bad_input: BadInputLog) -> None:
         self.config = config
         self.spec = config.admin
         self.auth = auth
+        # The server's count of undecodable request bodies (reported by GetStatus).
+        self.bad_input = bad_input
         self.servicer = AdminServicer(self)
         self.registry: IndexRegistry | None = None
         self.shadow: ShadowEvaluator | None = None
@@ -49,9 +52,12 @@ class Admin:
         self.port: int | None = None
 
     @classmethod
-    def from_config(cls, config: Config) -> Admin | None:
-        """The admin side when a token (environment) or mTLS is configured, else None."""
+    def from_config(cls, config: Config, bad_input: BadInputLog) -> Admin | None:
+        """The admin side when enabled and a token (environment) or mTLS is configured,
+        else None."""
         spec = config.admin
+        if not spec.enabled:
+            return None
         token = os.environ.get(spec.token_env, "").strip() or None
         read_token = os.environ.get(spec.read_token_env, "").strip() or None
         if token is None and read_token is None and spec.tls is None:
@@ -65,14 +71,14 @@ class Admin:
             )
         except ValueError as e:
             raise ConfigError(f"admin: {e} (${spec.token_env})") from None
-        return cls(config, auth)
+        return cls(config, auth, bad_input)
 
     def _path(self, p: Path | None) -> Path | None:
         if p is None or p.is_absolute() or self.config.source is None:
             return p
         return (self.config.source.parent / p).resolve()
 
-    def register(self, server: grpc.aio.Server) -> tuple[str, ...]:
+    def register(self, server: GuardedServer) -> tuple[str, ...]:
         """Add the service to the serving port (unless it has its own); returns its names
         for reflection."""
         if self.spec.listen is not None:
@@ -85,7 +91,9 @@ class Admin:
         if self.spec.listen is None:
             return
         server = grpc.aio.server()
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(self.servicer, server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            self.servicer, GuardedServer(server, self.bad_input)
+        )
         if self.spec.tls is not None:
             base = self.config.source.parent if self.config.source else None
             creds = server_credentials(self.spec.tls, base)
@@ -111,11 +119,7 @@ class Admin:
         """The router is loaded: manage its state from now on (called on the event loop)."""
         spec = self.spec
         cache = getattr(servicer, "cache", None)
-        self.shadow = ShadowEvaluator(
-            router,
-            max_pending=spec.shadow_max_pending,
-            tap_size=spec.prime_cache if cache is not None else 0,
-        )
+        self.shadow = ShadowEvaluator(router, max_pending=spec.shadow_max_pending)
         registry = IndexRegistry(
             router,
             self.config,
@@ -134,6 +138,36 @@ class Admin:
                 registry, watch_dir, interval_s=spec.watch_interval_s, action=spec.watch_action
             )
             self.watcher.start()
+
+    async def restore(self) -> None:
+        """Activate the bundle `admin.state_file` records, if any (before SERVING).
+
+        A recorded bundle that no longer loads is logged and skipped: the
+        server then serves the one it was started with.
+        """
+        reg = self.registry
+        path = self._path(self.spec.state_file)
+        if reg is None or path is None:
+            return
+        reg.state_file = path
+        recorded = read_state(path)
+        if recorded is None or recorded["version"] == reg.active:
+            return
+        try:
+            entry, _ = await reg.load(recorded["path"])
+            if entry.version != recorded["version"]:
+                raise AdminError(
+                    "FAILED_PRECONDITION",
+                    f"{recorded['path']} now holds {entry.version}, not {recorded['version']}",
+                )
+            await reg.activate(entry.version)
+        except AdminError as e:
+            log.warning(
+                "recorded bundle not restored; serving the configured one",
+                extra={"fields": {"state_file": str(path), "error": e.message}},
+            )
+            return
+        log.info("restored the recorded bundle", extra={"fields": {"version": entry.version}})
 
     async def close(self, grace: float = 1.0) -> None:
         """Shutdown began: refuse swaps, stop the watcher and shadowing, close the admin port."""
@@ -168,4 +202,5 @@ class Admin:
             shutting_down=reg.closing,
             watch=watch,
             rss_bytes=_rss_bytes(),
+            malformed_requests=self.bad_input.total,
         )

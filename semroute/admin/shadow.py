@@ -11,7 +11,6 @@ extra decision time.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import threading
@@ -130,23 +129,11 @@ def _summary(values: deque[float]) -> dict[str, float | int]:
 
 
 class ShadowEvaluator:
-    """Runs at most one candidate; `observe` is the serving path's only entry point.
+    """Runs at most one candidate; `observe` is the serving path's only entry point."""
 
-    It also keeps the most recent distinct requests of every `tap_every`-th
-    call (a frequency-weighted sample of the hot set): a new index's decisions
-    for them are computed before it is activated (see IndexRegistry), so the
-    decision cache is warm for the new version at the swap.
-    """
-
-    def __init__(
-        self, router: Router, *, max_pending: int = 256, tap_every: int = 16, tap_size: int = 0
-    ) -> None:
+    def __init__(self, router: Router, *, max_pending: int = 256) -> None:
         self._router = router
         self._max_pending = max_pending
-        self._tap_every = max(1, tap_every)
-        self._tap_size = tap_size
-        self._calls = 0
-        self._recent: OrderedDict[RouteQuery, None] = OrderedDict()
         self._pending = 0
         self._lock = threading.Lock()
         # One OpenMP thread for its FAISS searches, as on the loop (see server/app.py).
@@ -179,10 +166,6 @@ class ShadowEvaluator:
         run, self._run = self._run, None
         return run.report() if run is not None else None
 
-    def recent(self) -> list[RouteQuery]:
-        """The sampled recent requests, most recent last (call on the event loop)."""
-        return list(self._recent)
-
     def close(self) -> None:
         self._run = None
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -197,31 +180,16 @@ class ShadowEvaluator:
         embedding when it had one, else None); cheap, never raises, never blocks.
 
         `query` may be a function that decodes it: the exact-bytes cache path has
-        only the request's bytes, and most requests are neither tapped nor sampled,
-        so only those that are pay for decoding.
+        only the request's bytes, and most requests are not sampled, so only those
+        that are pay for decoding.
         """
-        tapped = False
-        if self._tap_size:
-            self._calls += 1
-            tapped = self._calls % self._tap_every == 0
         run = self._run
-        sampled = (
-            run is not None
-            and state is not run.state
-            and (run.rate >= 1.0 or self._random() < run.rate)
-        )
-        if not (tapped or sampled):
+        if run is None or state is run.state:
+            return
+        if run.rate < 1.0 and self._random() >= run.rate:
             return
         if callable(query):
             query = query()
-        if tapped:
-            key = dataclasses.replace(query, request_id="")
-            self._recent[key] = None
-            self._recent.move_to_end(key)
-            if len(self._recent) > self._tap_size:
-                self._recent.popitem(last=False)
-        if not sampled:
-            return
         assert run is not None
         with self._lock:
             run.sampled += 1

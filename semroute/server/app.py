@@ -22,14 +22,16 @@ from pathlib import Path
 import faiss
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from semroute.admin.runtime import Admin
-from semroute.config import Config, load_config
+from semroute.config import Config, ServerSpec, load_config
 from semroute.encoder import Encoder, default_model_dir
 from semroute.route_index import TextEncoder
 from semroute.router import Router, RoutingState
+from semroute.server.decoding import BadInputLog, GuardedServer
 from semroute.server.service import RouterServicer, add_router_service
+from semroute.server.tls import CertificateReloader
 from semroute.v1 import router_pb2
 
 log = logging.getLogger("semroute.server")
@@ -40,12 +42,20 @@ SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 def make_encoder(config: Config) -> Encoder:
     """The encoder the config asks for (the bundled model unless it names another)."""
     enc = config.encoder
-    return Encoder(
+    encoder = Encoder(
         config.resolve(enc.model_dir) if enc.model_dir else default_model_dir(),
         device=enc.device,
         intra_op_threads=enc.intra_op_threads,
         max_tokens=enc.max_tokens,
     )
+    if enc.test_delay_ms > 0:
+        from semroute.encoder.delay import DelayedEncoder
+
+        log.warning(
+            "encoder.test_delay_ms is set: every encoder pass sleeps %g ms", enc.test_delay_ms
+        )
+        return DelayedEncoder(encoder, enc.test_delay_ms / 1000)  # type: ignore[return-value]
+    return encoder
 
 
 def make_static_encoder(config: Config) -> TextEncoder | None:
@@ -59,6 +69,16 @@ def make_static_encoder(config: Config) -> TextEncoder | None:
         config.resolve(tier.model_dir) if tier.model_dir else default_static_dir(),
         max_tokens=config.encoder.max_tokens,
     )
+
+
+# Calls beyond Route's limit the transport admits: health checks, admin and
+# response-cache calls, and Route calls to be refused with Route's own message.
+TRANSPORT_HEADROOM = 64
+
+
+def transport_limit(limits: ServerSpec) -> int:
+    """Calls in flight the gRPC server admits (all services together)."""
+    return limits.max_concurrent_requests + TRANSPORT_HEADROOM
 
 
 def _lower_priority(nice: int) -> None:
@@ -101,44 +121,59 @@ class App:
             initargs=(config.server.inference_nice,),
         )
         self.health = health.aio.HealthServicer()
+        # Undecodable request bodies, on every service: counted, logged once per interval.
+        self.bad_input = BadInputLog()
         self.servicer = RouterServicer(config, self.pool)
         # AdminService (index hot-swap): None unless an admin token or mTLS is configured.
-        self.admin = Admin.from_config(config)
+        self.admin = Admin.from_config(config, self.bad_input)
         self.server: grpc.aio.Server | None = None
+        self.tls: CertificateReloader | None = None  # set when server.tls is configured
         self.loaded = asyncio.Event()
         self.load_error: BaseException | None = None
 
     async def start(self) -> int:
         """Bind and start serving (NOT_SERVING until loaded); returns the bound port."""
         limits = self.config.server
+        transport = transport_limit(limits)
         server = grpc.aio.server(
-            # Past this many concurrent calls gRPC answers RESOURCE_EXHAUSTED itself;
-            # the servicer's own limit (same number) gives the clearer message first.
-            maximum_concurrent_rpcs=limits.max_concurrent_requests + 64,
+            # Past this many concurrent calls (every service) gRPC refuses a call with
+            # RESOURCE_EXHAUSTED before any handler runs, so none waits unseen; Route's
+            # own limit (lower) gives the clearer message first.
+            maximum_concurrent_rpcs=transport,
             options=[
                 ("grpc.so_reuseport", 1),
                 # Queue up to the concurrency limit instead of gRPC's default 1,000
                 # (which cancels calls beyond it with CANCELLED, not RESOURCE_EXHAUSTED).
-                ("grpc.server.max_pending_requests", limits.max_concurrent_requests + 64),
+                ("grpc.server.max_pending_requests", transport),
                 (
                     "grpc.max_receive_message_length",
                     self.config.server.max_prompt_bytes * 4 + 65536,
                 ),
             ],
         )
-        add_router_service(self.servicer, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        admin_names = self.admin.register(server) if self.admin else ()
-        reflection.enable_server_reflection(
-            (
-                SERVICE_NAME,
-                *admin_names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
-        )
-        self.port = server.add_insecure_port(f"{self.host}:{self.port}")
+        add_router_service(self.servicer, server, self.bad_input)
+        guarded = GuardedServer(server, self.bad_input)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
+        admin_names = self.admin.register(guarded) if self.admin else ()
+        if limits.reflection:
+            reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+                reflection.aio.ReflectionServicer(
+                    (
+                        SERVICE_NAME,
+                        *admin_names,
+                        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                        reflection.SERVICE_NAME,
+                    )
+                ),
+                guarded,
+            )
+        address = f"{self.host}:{self.port}"
+        if limits.tls is not None:
+            base = self.config.source.parent if self.config.source else None
+            self.tls = CertificateReloader(limits.tls, base)
+            self.port = server.add_secure_port(address, self.tls.credentials())
+        else:
+            self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot bind {self.host}:{self.port}")
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -146,7 +181,18 @@ class App:
         self.server = server
         if self.admin:
             await self.admin.start()
-        log.info("listening", extra={"fields": {"host": self.host, "port": self.port}})
+        log.info(
+            "listening",
+            extra={
+                "fields": {
+                    "host": self.host,
+                    "port": self.port,
+                    "tls": "mutual" if self.tls and self.tls.mutual else bool(self.tls),
+                    "reflection": limits.reflection,
+                    "admin": self.admin is not None,
+                }
+            },
+        )
         return self.port
 
     async def load(self) -> None:
@@ -177,6 +223,7 @@ class App:
             self.admin.attach(
                 router, self.servicer, self.index_dir or self.config.resolved_index_path()
             )
+            await self.admin.restore()  # the last bundle activated, when it is recorded
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.loaded.set()
         log.info(
@@ -198,6 +245,7 @@ class App:
             return
         if self.admin:  # first: no index swap may start while the server drains
             await self.admin.close()
+        self.bad_input.flush()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         grace = self.config.server.grace_period_s if grace is None else grace
         log.info("draining", extra={"fields": {"grace_s": grace}})

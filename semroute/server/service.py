@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
+import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -26,6 +28,7 @@ from semroute.decision_cache import DecisionCache, constraints_key, prompt_key
 from semroute.router import Router, RoutingState
 from semroute.semantic_cache import SemanticCache
 from semroute.server.convert import decision_to_proto, query_from_proto, response_key_from_proto
+from semroute.server.decoding import BadInputLog, Malformed, decoder, guard, refuse
 from semroute.similar_cache import Probe, SimilarCache
 from semroute.types import RouteQuery, RoutingError
 from semroute.v1 import router_pb2 as pb
@@ -35,6 +38,9 @@ if TYPE_CHECKING:
     from semroute.admin.shadow import ShadowEvaluator
 
 log = logging.getLogger("semroute.service")
+# Keys the prompt digests in log lines: they correlate lines of one process, but
+# cannot be matched against a dictionary of likely prompts.
+_LOG_KEY = os.urandom(16)
 
 
 class RouterServicer(router_pb2_grpc.RouterServiceServicer):
@@ -99,6 +105,10 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self, request: pb.RouteRequest, context: grpc.aio.ServicerContext
     ) -> pb.RouteDecision | bytes:
         t0 = time.perf_counter_ns()
+        # A body that did not parse arrives as Malformed (see add_router_service);
+        # checked here rather than by a wrapper, which would cost every call.
+        if request.__class__ is Malformed:
+            await refuse(request, context)  # type: ignore[arg-type]
         router, batcher = self.router, self.batcher
         wire_key = None
         if self.cache is not None and router is not None:
@@ -106,7 +116,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             # under this config and index; it was valid then, so it is valid now.
             # Nothing is validated, normalised or re-serialised: the cached bytes go
             # out with this request's id and timing appended. A shadow (admin on)
-            # decodes the request only when it samples or taps this one.
+            # decodes the request only when it samples this one.
             state = router.state
             wire_key = _wire_key(request, state)
             blob = self.cache.get(wire_key)
@@ -130,19 +140,38 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         code, message = grpc.StatusCode.OK, ""
         try:
             query = query_from_proto(request, self._limits)
-            return await self._cached_or_decided(router, batcher, query, t0, wire_key)
+            return await self._cached_or_decided(router, batcher, query, t0, wire_key, context)
         except RoutingError as e:
             code, message = grpc.StatusCode[e.code], e.message
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("route failed", extra={"fields": {"request_id": request.request_id}})
+        except Exception as e:
+            self._log_failure(e, request)
             code = grpc.StatusCode.INTERNAL
             message = f"internal error routing request {request.request_id!r}; see server logs"
         finally:
             self._inflight -= 1
         await context.abort(code, message)
         raise AssertionError("unreachable: abort raises")
+
+    def _log_failure(self, e: Exception, request: pb.RouteRequest) -> None:
+        """An unexpected failure, logged with its traceback; the prompt is redacted from
+        the error's message (it may quote its input) unless `redact_prompts` is off."""
+        message = str(e)
+        if self._limits.redact_prompts:
+            for text in (request.prompt, *(m.content for m in request.messages)):
+                if text.strip():
+                    message = message.replace(text.strip(), "[redacted prompt]")
+        log.error(
+            "route failed",
+            extra={
+                "fields": {
+                    "request_id": request.request_id,
+                    "error": f"{type(e).__name__}: {message}",
+                    "traceback": "".join(traceback.format_tb(e.__traceback__)),
+                }
+            },
+        )
 
     async def _cached_or_decided(
         self,
@@ -151,6 +180,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         query: RouteQuery,
         t0: int,
         wire_key: bytes | None,
+        context: grpc.aio.ServicerContext,
     ) -> pb.RouteDecision | bytes:
         """The cached decision for this request, else a new one (then cached).
 
@@ -162,7 +192,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         """
         state = router.state  # captured once: the decision and its cache key agree
         if self.cache is None:
-            return (await self._decide(router, batcher, state, query, None))[0]
+            return (await self._decide(router, batcher, state, query, None, context))[0]
         knob = state.policy.knob(query)
         constraints = constraints_key(query, knob, state.config.version, state.index.version)
         key = prompt_key(query.text, constraints)
@@ -173,18 +203,22 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if self.shadow is not None:
                 self.shadow.observe(query, state)
             if wire_key is not None:
-                self.cache.put(wire_key, blob, len(blob))
+                self.cache.put(wire_key, blob, len(blob) + len(query.text), origin=query)
             return blob + _stamp(query.request_id, t0)
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._leaders[key] = future
         try:
-            response, probe = await self._decide(router, batcher, state, query, constraints)
+            response, probe = await self._decide(
+                router, batcher, state, query, constraints, context
+            )
             blob = _template(response)
-            self.cache.put(key, blob, len(blob))
+            # The request rides along: an index swap decides it again before it happens.
+            size = len(blob) + len(query.text)
+            self.cache.put(key, blob, size, origin=query)
             if probe is not None and self.similar is not None:
                 self.similar.store(probe, blob)
             if wire_key is not None:
-                self.cache.put(wire_key, blob, len(blob))
+                self.cache.put(wire_key, blob, size, origin=query)
             return response
         finally:
             del self._leaders[key]
@@ -197,6 +231,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         state: RoutingState,
         query: RouteQuery,
         constraints: bytes | None,
+        context: grpc.aio.ServicerContext,
     ) -> tuple[pb.RouteDecision, Probe | None]:
         """Rules, then the similar-prompt cache (under the request's `constraints_key`;
         None without the caches), then the fast tier, then the encoder (micro-batched)
@@ -215,12 +250,17 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         decision = router.fast_decide(plan, static) if plan.needs_encoder else None
         if decision is None:
             if plan.needs_encoder:
-                if (refusal := batcher.refusal()) is not None:
+                # Refused at once when the encoder is saturated, or when the caller's
+                # deadline ends before its expected wait does (time spent queued in
+                # gRPC before the handler counts: the deadline is absolute).
+                if (refusal := batcher.refusal(context.time_remaining())) is not None:
                     raise RoutingError("RESOURCE_EXHAUSTED", refusal)
                 embedding = await batcher.embed(query.text)
             decision = router.decide(plan, embedding)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("decision", extra={"fields": _log_fields(decision, query.tenant)})
+            fields = _log_fields(decision, query.tenant)
+            fields.update(prompt_fields(query.text, self._limits.redact_prompts))
+            log.debug("decision", extra={"fields": fields})
         if self.shadow is not None:
             self.shadow.observe(query, state, embedding)
         return decision_to_proto(decision), probe
@@ -331,29 +371,49 @@ def _serialize_decision(response: pb.RouteDecision | bytes) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
-def add_router_service(servicer: RouterServicer, server: grpc.aio.Server) -> None:
+def add_router_service(
+    servicer: RouterServicer, server: grpc.aio.Server, bad_input: BadInputLog
+) -> None:
     """Register RouterService like the generated helper, but with Route's
-    serializer passing cache hits' bytes through untouched."""
+    serializer passing cache hits' bytes through untouched, and every request
+    deserializer guarded (a body that does not parse gets INVALID_ARGUMENT)."""
+    name = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
     handlers = {
         "Route": grpc.unary_unary_rpc_method_handler(
             servicer.Route,
-            request_deserializer=pb.RouteRequest.FromString,
+            request_deserializer=decoder(pb.RouteRequest.FromString, f"/{name}/Route", bad_input),
             response_serializer=_serialize_decision,
         ),
-        "LookupResponse": grpc.unary_unary_rpc_method_handler(
-            servicer.LookupResponse,
-            request_deserializer=pb.LookupResponseRequest.FromString,
-            response_serializer=pb.LookupResponseResult.SerializeToString,
+        "LookupResponse": guard(
+            grpc.unary_unary_rpc_method_handler(
+                servicer.LookupResponse,
+                request_deserializer=pb.LookupResponseRequest.FromString,
+                response_serializer=pb.LookupResponseResult.SerializeToString,
+            ),
+            f"/{name}/LookupResponse",
+            bad_input,
         ),
-        "StoreResponse": grpc.unary_unary_rpc_method_handler(
-            servicer.StoreResponse,
-            request_deserializer=pb.StoreResponseRequest.FromString,
-            response_serializer=pb.StoreResponseResult.SerializeToString,
+        "StoreResponse": guard(
+            grpc.unary_unary_rpc_method_handler(
+                servicer.StoreResponse,
+                request_deserializer=pb.StoreResponseRequest.FromString,
+                response_serializer=pb.StoreResponseResult.SerializeToString,
+            ),
+            f"/{name}/StoreResponse",
+            bad_input,
         ),
     }
-    name = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
     server.add_registered_method_handlers(name, handlers)
+
+
+def prompt_fields(text: str, redact: bool) -> dict[str, str | int]:
+    """What a log line may say about a prompt: a digest and its length (to correlate
+    lines without the text), or the text itself when redaction is off."""
+    if not redact:
+        return {"prompt": text}
+    digest = hashlib.blake2b(text.encode(), digest_size=8, key=_LOG_KEY).hexdigest()
+    return {"prompt_digest": digest, "prompt_chars": len(text)}
 
 
 def _log_fields(decision, tenant: str) -> dict:  # type: ignore[no-untyped-def]

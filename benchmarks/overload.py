@@ -1,0 +1,165 @@
+"""Overload benchmark: goodput at 10x the offered load, closed loop and open loop.
+
+    python -m benchmarks.overload                          # ~2.5 min
+    python -m benchmarks.overload --encoder-delay-ms 30    # as on a slow CPU
+
+One `semroute serve` (default config) is started and warmed, then driven by the
+load generator (benchmarks/loadgen) on encoder-bound traffic (`unique` mix:
+every prompt new, so every request needs the encoder) in three phases:
+
+1. capacity: closed loop at each of `--sweep` caller counts; the best
+   successful calls/s is the server's capacity on this machine, now, and its
+   caller count the capacity load;
+2. open loop at `--factor` x capacity (requests sent on a fixed schedule
+   whatever the server does);
+3. closed loop at `--factor` x the capacity load's callers (each sends its
+   next call when the last returns; after a refusal, 1 ms later).
+
+Goodput is successful calls per second, each within its deadline
+(`--timeout`); the overload phases' goodput is reported as a share of
+capacity. Refusals (RESOURCE_EXHAUSTED) are expected there: what matters is
+that the encoder keeps doing useful work at full speed and that callers learn
+at once that they were refused. Capacity is measured in the same run, so other
+work on the machine affects both sides of the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.loadgen.cli import host_info
+from benchmarks.loadgen.runner import Scenario, run_scenario
+from benchmarks.loadgen.servers import start_server, stop_server
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "benchmarks" / "results"
+
+
+def _phase(name: str, target: str, pid: int, args: argparse.Namespace, **load: Any) -> dict:
+    sc = Scenario(
+        name=name,
+        target=target,
+        server_pid=pid,
+        processes=args.processes,
+        duration=args.duration,
+        warmup=args.warmup,
+        timeout=args.timeout,
+        mix="unique",
+        knobs="vary",
+        seed=args.seed + len(name),
+        **load,
+    )
+    r = run_scenario(sc)
+    seconds = r.get("elapsed_s") or args.duration
+    summary = {
+        "mode": sc.mode,
+        "offered_rps": load.get("rate"),
+        "concurrency": load.get("concurrency"),
+        "requests": r["requests"],
+        "ok": r["ok"],
+        "errors": r["errors"],
+        "goodput_rps": round(r["ok"] / seconds, 1),
+        "latency_us_ok": r.get("latency_us"),
+        "server_cpu": r.get("server_cpu"),
+        "client_cores": r.get("client", {}).get("cores"),
+        "notes": r.get("notes", []),
+    }
+    print(f"  {name:<16} goodput {summary['goodput_rps']:>7.1f}/s  ok {r['ok']:>6}  "
+          f"errors {r['errors']}", flush=True)  # fmt: skip
+    return summary
+
+
+def delayed_config(config_path: Path, delay_ms: float) -> Path:
+    """A copy of the config with `encoder.test_delay_ms` set, beside it (its relative
+    paths stay valid)."""
+    data = yaml.safe_load(config_path.read_text())
+    data.setdefault("encoder", {})["test_delay_ms"] = delay_ms
+    out = config_path.with_name(f".{config_path.stem}.delay-{os.getpid()}.yaml")
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    host = host_info()
+    config = Path(args.config).resolve()
+    if args.encoder_delay_ms:
+        config = delayed_config(config, args.encoder_delay_ms)
+    try:
+        handle = start_server("semroute", config=str(config), timeout=180)
+        try:
+            print(f"server {handle.target} pid {handle.pid}", flush=True)
+            pid = handle.pid
+            sweep = [
+                _phase(f"capacity-{n}", handle.target, pid, args, mode="closed", concurrency=n)
+                for n in args.sweep
+            ]
+            cap = max(sweep, key=lambda p: p["goodput_rps"])
+            capacity = cap["goodput_rps"]
+            rate = args.factor * capacity
+            open_ = _phase(f"open-{args.factor:g}x", handle.target, pid, args,
+                           mode="open", rate=rate, max_inflight=4096)  # fmt: skip
+            callers = int(args.factor * cap["concurrency"])
+            closed = _phase(f"closed-{args.factor:g}x", handle.target, pid, args,
+                            mode="closed", concurrency=callers)  # fmt: skip
+        finally:
+            stop_server(handle)
+    finally:
+        if args.encoder_delay_ms:
+            config.unlink(missing_ok=True)
+    ratio = {
+        k: round(v["goodput_rps"] / capacity, 3) if capacity else None
+        for k, v in (("open", open_), ("closed", closed))
+    }
+    return {
+        "benchmark": "overload",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": host,
+        "loadavg_at_end": list(os.getloadavg()),
+        "config": vars(args),
+        "capacity_rps": capacity,
+        "goodput_share_of_capacity": ratio,
+        "target_share": 0.9,
+        "met": all(v is not None and v >= 0.9 for v in ratio.values()),
+        "capacity_concurrency": cap["concurrency"],
+        "phases": {"capacity_sweep": sweep, "open": open_, "closed": closed},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.overload", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
+    ap.add_argument("--sweep", type=lambda v: [int(x) for x in v.split(",")],
+                    default=[4, 8, 16, 32], help="caller counts tried for capacity")  # fmt: skip
+    ap.add_argument("--factor", type=float, default=10.0, help="overload factor")
+    ap.add_argument("--processes", type=int, default=2, help="client processes")
+    ap.add_argument("--duration", type=float, default=15.0, help="measured seconds per phase")
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--timeout", type=float, default=1.0, help="per-call deadline, s")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--encoder-delay-ms", type=float, default=0.0,
+                    help="test-only: added to every encoder pass (a slow CPU)")  # fmt: skip
+    ap.add_argument("--out-dir", default=str(RESULTS_DIR))
+    ap.add_argument("--no-save", action="store_true")
+    args = ap.parse_args(argv)
+    if not (1 <= args.factor <= 20 and args.duration <= 120 and max(args.sweep) <= 64):
+        ap.error("bounded runs only: factor <= 20, duration <= 120 s, sweep callers <= 64")
+    result = run(args)
+    print(json.dumps({k: result[k] for k in ("capacity_rps", "goodput_share_of_capacity")}))
+    if not args.no_save:
+        out = Path(args.out_dir) / f"overload-{time.strftime('%Y%m%dT%H%M%S')}.json"
+        out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        print(f"saved {out}")
+    return 0 if result["met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

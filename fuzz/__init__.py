@@ -1,0 +1,1 @@
+"""atheris fuzz harnesses, one per input surface (see fuzz/README.md)."""
