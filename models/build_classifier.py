@@ -108,9 +108,42 @@ def load_synthetic(seed: int) -> list[Example]:
     ]
 
 
+def noise_examples(seed: int, n: int = 400) -> list[Example]:
+    """Keyboard mash, random tokens and encoded blobs, labelled with the default route.
+
+    Without them the classifier, which has only ever seen real requests, is confidently
+    wrong on noise ("zxq vlorp 8812 qqq" went to faq_lookup at 0.93); noise should take the
+    default route like any prompt nothing recognises.
+    """
+    rng = random.Random(f"{seed}:noise")
+    letters, digits = "abcdefghijklmnopqrstuvwxyz", "0123456789"
+    punct = "!?.,;:-_/#@*&%$"
+    b64 = letters + letters.upper() + digits + "+/"
+    out = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:  # pseudo-words
+            words = [
+                "".join(rng.choice(letters) for _ in range(rng.randint(2, 8)))
+                for _ in range(rng.randint(1, 8))
+            ]
+            text = " ".join(words)
+        elif kind == 1:  # mash with digits and punctuation
+            pool = letters + digits + punct + "   "
+            text = "".join(rng.choice(pool) for _ in range(rng.randint(3, 40)))
+        elif kind == 2:  # an encoded blob
+            text = "".join(rng.choice(b64) for _ in range(rng.randint(16, 120)))
+        else:  # numbers and symbols only
+            pool = digits + punct + " "
+            text = "".join(rng.choice(pool) for _ in range(rng.randint(2, 30)))
+        text = text.strip() or "?"
+        out.append(Example(text, "general", "semroute_noise", f"noise:{i}"))
+    return out
+
+
 def collect(shared: Path, seed: int) -> list[Example]:
-    """All examples: external sources, our templates, the config's utterances."""
-    return load_all(shared) + load_synthetic(seed) + load_utterances()
+    """All examples: external sources, our templates and noise, the config's utterances."""
+    return load_all(shared) + load_synthetic(seed) + noise_examples(seed) + load_utterances()
 
 
 def read_examples(path: Path) -> list[Example]:
@@ -251,8 +284,9 @@ class LowerCache:
     so their output is shared by every fold and only the top layers run per training step.
     """
 
-    def __init__(self, model, tok: TextTokenizer, n_lower: int) -> None:
+    def __init__(self, model, tok: TextTokenizer, n_lower: int, weights_id: str = "") -> None:
         self.model, self.tok, self.n_lower = model, tok, n_lower
+        self.weights_id = weights_id
         self.states: dict[str, np.ndarray] = {}
         # The untrained model's embedding of each text: what fine-tuning must stay near.
         self.original: dict[str, np.ndarray] = {}
@@ -283,6 +317,41 @@ class LowerCache:
                     self.states[text] = x[row, : b.lengths[row]].astype(np.float16)
                     self.original[text] = emb[row]
         print(f"lower layers: {len(todo)} texts in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    def save(self, path: Path) -> None:
+        """Keep the states for a later run (same weights, tokenizer and n_lower)."""
+        texts = sorted(self.states)
+        lengths = np.array([len(self.states[t]) for t in texts], dtype=np.int64)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(
+            tmp,
+            key=np.array(self.key),
+            texts=np.array(texts, dtype=object),
+            lengths=lengths,
+            states=np.concatenate([self.states[t] for t in texts]),
+            original=np.stack([self.original[t] for t in texts]),
+        )
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> None:
+        """States a run with the same key saved; anything else is ignored."""
+        if not path.exists():
+            return
+        with np.load(path, allow_pickle=True) as z:
+            if str(z["key"]) != self.key:
+                print(f"{path}: made for other settings; ignored", flush=True)
+                return
+            offsets = np.concatenate([[0], np.cumsum(z["lengths"])])
+            states, original = z["states"], z["original"]
+            for i, text in enumerate(z["texts"]):
+                self.states[str(text)] = states[offsets[i] : offsets[i + 1]]
+                self.original[str(text)] = original[i]
+        print(f"lower layers: {len(self.states)} texts loaded from {path}", flush=True)
+
+    @property
+    def key(self) -> str:
+        return f"n_lower={self.n_lower};max_tokens={self.tok.max_tokens};{self.weights_id}"
 
     def batch(self, texts: Sequence[str]):
         """(hidden (n, width, dim) float32, mask (n, width)) for texts already filled."""
@@ -653,7 +722,9 @@ def setup(args: argparse.Namespace):
     weights = load_weights(src)
     tok = TextTokenizer(plain_model_dir() / "tokenizer.json", TRAIN_MAX_TOKENS)
     base = make_classifier(cfg, weights, len(ROUTES), args.seed)
-    return src, cfg, weights, tok, LowerCache(base, tok, cfg.layers - args.train_layers)
+    weights_id = sha256_file(src / "model.safetensors")[:16]
+    cache = LowerCache(base, tok, cfg.layers - args.train_layers, weights_id)
+    return src, cfg, weights, tok, cache
 
 
 def export_meta(

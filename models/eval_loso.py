@@ -137,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--version", default=time.strftime("%Y%m%d"), help="with --export-out")
     ap.add_argument("--fold-steps", type=int, default=300, help="training steps per fold")
+    ap.add_argument(
+        "--lower-cache", type=Path, help="keep the frozen lower layers' output here between runs"
+    )
     bc.add_training_args(ap)
     args = ap.parse_args(argv)
     started = time.perf_counter()
@@ -151,7 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         texts |= {
             e.text for e in eval_items(examples, set(held) | set(EVAL_ONLY_SOURCES), args.seed)
         }
+    if args.lower_cache:
+        cache.load(args.lower_cache)
     cache.fill(sorted(texts))
+    if args.lower_cache:
+        cache.save(args.lower_cache)
     if args.export_out:
         train_set, val_set = bc.split(examples, set(), args.seed)
         model, temperature, val_acc, report = bc.fit(train_set, val_set, cache, args, weights, cfg)

@@ -76,7 +76,9 @@ def _jsonl(path: Path) -> Iterator[dict]:
 
 _CLINC_GREETING_META = {"yes", "no", "maybe", "cancel", "repeat", "user_name", "thank_you"}
 _CLINC_FAQ_DOMAINS = {"banking", "credit_cards", "work", "travel", "auto_and_commute"}
-_CLINC_MATH = {"calculator", "measurement_conversion"}
+_CLINC_MATH = {"calculator"}
+# Unit conversions ("how many km in a mile") are lookups; a maths bar would over-route them.
+_CLINC_LOOKUP = {"measurement_conversion", "definition", "spelling"}
 
 
 def _clinc(r: dict) -> tuple[str, tuple[str, ...]] | None:
@@ -87,8 +89,8 @@ def _clinc(r: dict) -> tuple[str, tuple[str, ...]] | None:
         return "math", ("faq_lookup",)
     if domain == "small_talk" or label in _CLINC_GREETING_META:
         return "greeting", ("general",)
-    if label in ("definition", "spelling"):
-        return "faq_lookup", ("general",)
+    if label in _CLINC_LOOKUP:
+        return "faq_lookup", ("general", "math")
     if domain in _CLINC_FAQ_DOMAINS or domain == "kitchen_and_dining":
         return "faq_lookup", ("general",)
     if label == "oos":
@@ -116,6 +118,11 @@ def _math(r: dict) -> tuple[str, tuple[str, ...]] | None:
 
 
 def _reasoning(r: dict) -> tuple[str, tuple[str, ...]] | None:
+    # StrategyQA is short yes/no trivia needing an implicit hop ("Could Aristotle have used a
+    # laptop?"): the config's "short factual question" (faq_lookup), not its reasoning route
+    # (design, multi-step analysis, whose bar sends it to a frontier model).
+    if r["label"] == "strategyqa":
+        return "faq_lookup", ("general", "reasoning")
     if r["label"] in ("multistep_arithmetic_two", "object_counting"):
         return "math", ("reasoning",)
     if r["label"] == "salient_translation_error_detection":

@@ -150,9 +150,11 @@ def test_conversation_text_is_every_user_turn_oldest_first() -> None:
 
 
 def test_default_route_when_nothing_matches(stub, config: Config) -> None:  # type: ignore[no-untyped-def]
+    # Noise takes the default route: the classifier was trained to put it there (general), or
+    # is unsure and falls back (tests/test_route_classifier.py pins the fallback itself).
     d = route(stub, prompt="zxq vlorp 8812 qqq")
     assert d.route == config.policy.default_route
-    assert d.reason == pb.DECISION_REASON_DEFAULT
+    assert d.reason in (pb.DECISION_REASON_DEFAULT, pb.DECISION_REASON_CLASSIFIER)
 
 
 BAD = [
