@@ -181,7 +181,7 @@ class ClassifierSpec(_Frozen):
     """
 
     enabled: bool = True
-    min_confidence: float = Field(default=0.35, ge=0, le=1)
+    min_confidence: float = Field(default=0.30, ge=0, le=1)
     tie_margin: float = Field(default=0.10, ge=0, le=1)
 
 
