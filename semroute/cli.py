@@ -127,12 +127,13 @@ def _eval_routes(args: argparse.Namespace) -> int:
     router = load_router(config)
     predicted = [router.route(RouteQuery(text=i.prompt)).route for i in items]
     metrics = route_metrics(items, predicted, route_prices(router.state.policy, config))
-    print(format_report(metrics))
+    # Files first: a reader that closes the pipe early (`| head`) must not lose them.
     png = Path(args.png) if args.png else Path(args.data).with_suffix(".confusion.png")
     plot_confusion(metrics, png, f"{Path(args.data).name}: accuracy {metrics['accuracy']:.3f}")
-    print(f"confusion matrix: {png}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(metrics, indent=1) + "\n")
+    print(format_report(metrics))
+    print(f"confusion matrix: {png}")
     return 0
 
 
