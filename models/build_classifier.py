@@ -61,7 +61,7 @@ from build_encoder import (  # noqa: E402
     quantize_blockwise_int8,
     source_version,
 )
-from build_student import make_torch_student  # noqa: E402
+from build_student import batches, make_torch_student  # noqa: E402
 from route_corpus import EVAL_ONLY_SOURCES, ROUTES, Example, load_all  # noqa: E402
 
 from semroute.bundle import sha256_file  # noqa: E402
@@ -265,18 +265,6 @@ def make_classifier(cfg: BertConfig, weights: dict[str, np.ndarray], n_routes: i
     return Classifier()
 
 
-def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    order = rng.permutation(len(lengths))
-    out: list[np.ndarray] = []
-    chunk = batch_size * 50
-    for start in range(0, len(order), chunk):
-        part = order[start : start + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        out += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
-    rng.shuffle(out)
-    return out
-
-
 class LowerCache:
     """Frozen lower layers' output per text (fp16, unpadded), computed once per text.
 
@@ -452,7 +440,7 @@ def train(
     step, log, running = 0, [], []
     model.train()
     while step < steps:
-        for rows in _batches(lengths, batch_size, rng):
+        for rows in batches(lengths, batch_size, rng):
             if step >= steps:
                 break
             x, mask = cache.batch([texts[i] for i in rows])
