@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from semroute.config import ClassifierSpec, load_config  # noqa: E402
+from semroute.config import ClassifierSpec, Config, load_config  # noqa: E402
 from semroute.encoder.route_head import RouteHead  # noqa: E402
 from semroute.policy import Policy  # noqa: E402
 from semroute.route_classifier import ClassifierRoutes  # noqa: E402
@@ -36,10 +36,13 @@ TIE_MARGIN = (0.0, 0.05, 0.1, 0.15, 0.2)
 
 
 def replay(
-    probs: np.ndarray, taxonomy: Sequence[str], min_confidence: float, tie_margin: float
+    config: Config,
+    probs: np.ndarray,
+    taxonomy: Sequence[str],
+    min_confidence: float,
+    tie_margin: float,
 ) -> list[str]:
-    """The default config's route for each row of taxonomy probabilities."""
-    config = load_config()
+    """The config's route for each row of taxonomy probabilities."""
     spec = ClassifierSpec(min_confidence=min_confidence, tie_margin=tie_margin)
     config = config.model_copy(update={"classifier": spec})
     n = len(taxonomy)
@@ -54,15 +57,9 @@ def replay(
     )
     routes = ClassifierRoutes.build(config, head)
     assert routes is not None
-    policy = Policy(config)
-    default = policy.route_pos[config.policy.default_route]
+    names = [r.name for r in config.routes]
     logp = np.log(np.maximum(probs, 1e-12)).astype(np.float32)
-    out = []
-    for row in logp:
-        p = routes.probabilities(row[None, :])
-        route_id, _, _ = routes.match(p, None, policy.route_bars, default)
-        out.append(policy.route_names[route_id])
-    return out
+    return [names[routes.match(routes.probabilities(row[None, :]), None)[0]] for row in logp]
 
 
 def score(z: dict[str, np.ndarray], predicted: list[str], price) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -93,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid = []
     for mc in MIN_CONFIDENCE:
         for tm in TIE_MARGIN:
-            s = score(z, replay(z["probs"], [str(r) for r in z["routes"]], mc, tm), price)
+            routes = replay(config, z["probs"], [str(r) for r in z["routes"]], mc, tm)
+            s = score(z, routes, price)
             grid.append({"min_confidence": mc, "tie_margin": tm, **s})
             print(json.dumps(grid[-1]), flush=True)
     # Best macro accuracy; among settings within half a point of it, the lowest weighted error.

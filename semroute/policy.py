@@ -57,8 +57,6 @@ class Policy:
         self._tags = tuple(m.tags for m in models)
         self._floor = np.array([r.min_quality for r in routes], dtype=np.float32)
         self._target = np.array([r.target_quality for r in routes], dtype=np.float32)
-        # Each route's quality target by route id: orders near-tie routes.
-        self.route_bars = tuple(float(t) for t in self._target)
         self._output_tokens = tuple(
             r.expected_output_tokens or config.policy.default_output_tokens for r in routes
         )

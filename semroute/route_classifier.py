@@ -8,8 +8,6 @@ who wrote a route for their own traffic means it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from semroute.config import ClassifierSpec, Config
@@ -22,17 +20,28 @@ from semroute.types import Reason
 CUSTOM_ROUTE_THRESHOLD = 0.55
 
 
-@dataclass(frozen=True)
 class ClassifierRoutes:
-    """Immutable; built once per routing state."""
+    """Immutable; built once per routing state, so a request only indexes prepared arrays."""
 
-    head: RouteHead
-    spec: ClassifierSpec
-    # Per config route: its column in the head's output, or -1 (not in the taxonomy).
-    columns: np.ndarray
-    # Config route ids outside the taxonomy (matched by utterances).
-    custom: tuple[int, ...]
-    custom_thresholds: np.ndarray
+    def __init__(self, config: Config, head: RouteHead, columns: np.ndarray) -> None:
+        self.head = head
+        self.spec: ClassifierSpec = config.classifier
+        # Config route ids in the taxonomy, and their columns in the head's output.
+        self._known = np.flatnonzero(columns >= 0)
+        self._known_columns = columns[self._known]
+        self._n_routes = len(columns)
+        # Config route ids outside the taxonomy that have utterances to match.
+        self.custom = tuple(
+            i for i, c in enumerate(columns) if c < 0 and config.routes[i].utterances
+        )
+        self._custom_ids = np.array(self.custom, dtype=np.int64)
+        self._custom_thresholds = np.array(
+            [CUSTOM_ROUTE_THRESHOLD if r.threshold is None else r.threshold for r in config.routes],
+            dtype=np.float32,
+        )
+        # Quality target per config route: near-ties go to the highest.
+        self._bars = tuple(r.target_quality for r in config.routes)
+        self._default_route = [r.name for r in config.routes].index(config.policy.default_route)
 
     @classmethod
     def build(cls, config: Config, head: RouteHead | None) -> ClassifierRoutes | None:
@@ -43,12 +52,7 @@ class ClassifierRoutes:
         columns = np.array([known.get(r.name, -1) for r in config.routes], dtype=np.int64)
         if not (columns >= 0).any():
             return None  # nothing in common: the utterance matcher decides everything
-        custom = tuple(i for i, c in enumerate(columns) if c < 0 and config.routes[i].utterances)
-        thresholds = np.array(
-            [CUSTOM_ROUTE_THRESHOLD if r.threshold is None else r.threshold for r in config.routes],
-            dtype=np.float32,
-        )
-        return cls(head, config.classifier, columns, custom, thresholds)
+        return cls(config, head, columns)
 
     @property
     def version(self) -> str:
@@ -57,36 +61,30 @@ class ClassifierRoutes:
     def probabilities(self, embedding: np.ndarray) -> np.ndarray:
         """Per config route: the head's probability, renormalised over the config's taxonomy
         routes; NaN for routes outside the taxonomy."""
-        probs = self.head.probabilities(embedding)[0]
-        known = self.columns >= 0
-        out = np.full(len(self.columns), np.nan, dtype=np.float32)
-        mass = probs[self.columns[known]]
-        out[known] = mass / max(float(mass.sum()), 1e-12)
+        mass = self.head.probabilities(embedding)[0][self._known_columns]
+        out = np.full(self._n_routes, np.nan, dtype=np.float32)
+        out[self._known] = mass / max(float(mass.sum()), 1e-12)
         return out
 
     def match(
-        self,
-        probs: np.ndarray,
-        custom_scores: np.ndarray | None,
-        bar_key: tuple[float, ...],
-        default_route: int,
+        self, probs: np.ndarray, custom_scores: np.ndarray | None
     ) -> tuple[int, float, Reason]:
         """(config route id, confidence, reason) for one request.
 
         ``custom_scores`` are utterance similarities per config route (None when the config has
-        no custom routes); ``bar_key`` orders routes by quality bar for near-ties.
+        no custom routes).
         """
         if custom_scores is not None and self.custom:
-            ids = np.array(self.custom)
-            passing = ids[custom_scores[ids] >= self.custom_thresholds[ids]]
+            ids = self._custom_ids
+            passing = ids[custom_scores[ids] >= self._custom_thresholds[ids]]
             if passing.size:
                 best = int(passing[np.argmax(custom_scores[passing])])
                 return best, float(custom_scores[best]), Reason.SEMANTIC_ROUTE
-        known = np.flatnonzero(self.columns >= 0)
+        known = self._known
         best = int(known[np.argmax(probs[known])])
         top = float(probs[best])
         if top < self.spec.min_confidence:
-            return default_route, top, Reason.DEFAULT
+            return self._default_route, top, Reason.DEFAULT
         close = [int(i) for i in known if probs[i] >= top - self.spec.tie_margin]
-        deciding = max(close, key=lambda i: (bar_key[i], probs[i]))
+        deciding = max(close, key=lambda i: (self._bars[i], probs[i]))
         return deciding, float(probs[deciding]), Reason.CLASSIFIER

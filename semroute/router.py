@@ -210,12 +210,7 @@ class Router:
         custom = None
         if classifier.custom:
             custom, _ = self._route_scores(state, emb, static=False)
-        route_id, confidence, reason = classifier.match(
-            probs,
-            custom,
-            state.policy.route_bars,
-            state.policy.route_pos[state.config.policy.default_route],
-        )
+        route_id, confidence, reason = classifier.match(probs, custom)
         scores = np.where(np.isnan(probs), custom if custom is not None else -np.inf, probs)
         search_ns = time.perf_counter_ns() - t0
         version = classifier.version if reason == Reason.CLASSIFIER else ""

@@ -56,8 +56,7 @@ def test_best_route_wins_when_confident(tmp_path) -> None:  # type: ignore[no-un
     cfg = _config(tmp_path, _routes(*TAXONOMY), min_confidence=0.3, tie_margin=0.1)
     c = ClassifierRoutes.build(cfg, _head())
     assert c is not None
-    bars = tuple(r.target_quality for r in cfg.routes)
-    got = c.match(_probs(code_generation=0.7, math=0.2, general=0.1), None, bars, 0)
+    got = c.match(_probs(code_generation=0.7, math=0.2, general=0.1), None)
     assert got == (3, pytest.approx(0.7), Reason.CLASSIFIER)
 
 
@@ -65,10 +64,7 @@ def test_low_confidence_falls_back_to_the_default_route(tmp_path) -> None:  # ty
     cfg = _config(tmp_path, _routes(*TAXONOMY), min_confidence=0.5, tie_margin=0.05)
     c = ClassifierRoutes.build(cfg, _head())
     assert c is not None
-    bars = tuple(r.target_quality for r in cfg.routes)
-    route, conf, reason = c.match(
-        _probs(math=0.45, code_generation=0.35, general=0.2), None, bars, 0
-    )
+    route, conf, reason = c.match(_probs(math=0.45, code_generation=0.35, general=0.2), None)
     assert (route, reason) == (0, Reason.DEFAULT)
     assert conf == pytest.approx(0.45)
 
@@ -77,11 +73,10 @@ def test_near_ties_go_to_the_higher_quality_bar(tmp_path) -> None:  # type: igno
     cfg = _config(tmp_path, _routes(*TAXONOMY), min_confidence=0.2, tie_margin=0.1)
     c = ClassifierRoutes.build(cfg, _head())
     assert c is not None
-    bars = tuple(r.target_quality for r in cfg.routes)
     # math leads formal_math by less than the margin: formal_math has the higher bar.
-    assert c.match(_probs(math=0.48, formal_math=0.42, general=0.1), None, bars, 0)[0] == 2
+    assert c.match(_probs(math=0.48, formal_math=0.42, general=0.1), None)[0] == 2
     # by more than the margin: the best score wins.
-    assert c.match(_probs(math=0.6, formal_math=0.3, general=0.1), None, bars, 0)[0] == 1
+    assert c.match(_probs(math=0.6, formal_math=0.3, general=0.1), None)[0] == 1
 
 
 def test_routes_missing_from_the_config_share_out_their_mass(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -102,12 +97,11 @@ def test_a_custom_route_wins_when_its_utterances_match(tmp_path) -> None:  # typ
     cfg = _config(tmp_path, routes, min_confidence=0.3)
     c = ClassifierRoutes.build(cfg, _head())
     assert c is not None and c.custom == (4,)
-    bars = tuple(r.target_quality for r in cfg.routes)
     probs = np.append(_probs(general=0.9, math=0.1), np.nan).astype(np.float32)
     custom = np.array([0, 0, 0, 0, 0.8], dtype=np.float32)
-    assert c.match(probs, custom, bars, 0) == (4, pytest.approx(0.8), Reason.SEMANTIC_ROUTE)
+    assert c.match(probs, custom) == (4, pytest.approx(0.8), Reason.SEMANTIC_ROUTE)
     custom[4] = 0.3  # below its threshold: the classifier decides
-    assert c.match(probs, custom, bars, 0)[0] == 0
+    assert c.match(probs, custom)[0] == 0
 
 
 def test_disabled_or_headless_means_utterances_decide(tmp_path) -> None:  # type: ignore[no-untyped-def]
