@@ -33,8 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from benchmarks.hot_swap import delayed_config
 from benchmarks.loadgen.cli import host_info
 from benchmarks.loadgen.runner import Scenario, run_scenario
 from benchmarks.loadgen.servers import start_server, stop_server
@@ -75,16 +74,6 @@ def _phase(name: str, target: str, pid: int, args: argparse.Namespace, **load: A
     print(f"  {name:<16} goodput {summary['goodput_rps']:>7.1f}/s  ok {r['ok']:>6}  "
           f"errors {r['errors']}", flush=True)  # fmt: skip
     return summary
-
-
-def delayed_config(config_path: Path, delay_ms: float) -> Path:
-    """A copy of the config with `encoder.test_delay_ms` set, beside it (its relative
-    paths stay valid)."""
-    data = yaml.safe_load(config_path.read_text())
-    data.setdefault("encoder", {})["test_delay_ms"] = delay_ms
-    out = config_path.with_name(f".{config_path.stem}.delay-{os.getpid()}.yaml")
-    out.write_text(yaml.safe_dump(data, sort_keys=False))
-    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -148,8 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds = [FOLDS[int(i)] for i in args.folds.split(",")] if args.folds else list(FOLDS)
     src, cfg, weights, tok, cache = bc.setup(args)
     # Every text any fold trains on or scores, in one pass of the frozen lower layers.
-    texts = {e.text for e in bc.split(examples, set(), args.seed)[0]}
-    texts |= {e.text for e in bc.split(examples, set(), args.seed)[1]}
+    all_train, all_val = bc.split(examples, set(), args.seed)
+    texts = {e.text for e in all_train} | {e.text for e in all_val}
     for held in folds:
         texts |= {
             e.text for e in eval_items(examples, set(held) | set(EVAL_ONLY_SOURCES), args.seed)
@@ -160,9 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.lower_cache:
         cache.save(args.lower_cache)
     if args.export_out:
-        train_set, val_set = bc.split(examples, set(), args.seed)
-        model, temperature, val_acc, report = bc.fit(train_set, val_set, cache, args, weights, cfg)
-        meta = bc.export_meta(args, src, train_set, val_set, temperature, val_acc, report, started)
+        model, temperature, val_acc, report = bc.fit(all_train, all_val, cache, args, weights, cfg)
+        meta = bc.export_meta(args, src, all_train, all_val, temperature, val_acc, report, started)
         bc.export(model, cfg, tok, args.export_out, bc.plain_model_dir() / "tokenizer.json", meta)
     args.steps = args.fold_steps
     predicted: dict[int, str] = {}
