@@ -241,11 +241,10 @@ def verify_decisions(
     """Recompute, in-process, what each version decides for each request template seen:
     {(template, stamp): "model|route|reason"}."""
     from semroute.admin.bundles import merge_routing
-    from semroute.admin.pipeline import decide
     from semroute.config import load_config
+    from semroute.messages import query_from_proto
     from semroute.router import Router, RoutingState
     from semroute.server.app import make_encoder
-    from semroute.server.convert import query_from_proto
     from semroute.types import RoutingError
 
     base = load_config(bundles["A"]["config"])
@@ -270,7 +269,7 @@ def verify_decisions(
             return memo[text]
 
         try:
-            d = decide(router, query, state, embed)
+            d = router.route(query, state, embed)
             out[(tid, stamp)] = f"{d.model}|{d.route}|{int(d.reason)}"
         except RoutingError as e:
             out[(tid, stamp)] = f"error:{e.code}"

@@ -14,7 +14,7 @@ import atheris
 with atheris.instrument_imports(include=["semroute"]):
     from semroute.config import ServerSpec
     from semroute.decision_cache import cache_key
-    from semroute.server.convert import query_from_proto, response_key_from_proto
+    from semroute.messages import query_from_proto, response_key_from_proto
     from semroute.server.decoding import BadInputLog, Malformed, decoder
     from semroute.types import RoutingError
     from semroute.v1 import router_pb2 as pb

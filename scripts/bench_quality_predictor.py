@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from semroute.encoder import Encoder, default_model_dir
-from semroute.quality.predictor import QualityPredictor
+from semroute.predictor import QualityPredictor
 
 TEXTS = (
     "What is the derivative of x^2 sin x?",

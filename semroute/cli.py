@@ -237,8 +237,8 @@ def _route_remote(req, target: str):  # type: ignore[no-untyped-def]
 
 
 def _route_local(req, config_path: str | None):  # type: ignore[no-untyped-def]
+    from semroute.messages import decision_to_proto, query_from_proto
     from semroute.server.app import load_router
-    from semroute.server.convert import decision_to_proto, query_from_proto
     from semroute.types import RoutingError
 
     config = load_config(config_path)

@@ -14,7 +14,7 @@ import numpy as np
 
 from semroute import _policy
 from semroute.config import Config
-from semroute.quality.metrics import pick_models
+from semroute.scoring import pick_models
 from semroute.types import CandidateScore, Preset, RouteQuery, RoutingError
 
 

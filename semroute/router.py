@@ -6,12 +6,14 @@ at its start and uses it to the end, so swapping in a new state is one
 atomic assignment and never mixes two configs or indexes in one decision.
 
 The pipeline is split so the server can run the encoder off the event loop:
-`plan` (cheap, no encoder) → `encode` (thread pool) → `decide`.
+`plan` (cheap, no encoder) → `early` (rules, fast tier) → `encode` (thread pool)
+→ `decide`. `route` runs them all in the calling thread.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,11 +24,14 @@ from semroute import _policy
 from semroute.bundle import BundleError
 from semroute.config import Config
 from semroute.policy import Choice, Policy
-from semroute.quality.predictor import QualityPredictor
+from semroute.predictor import QualityPredictor
 from semroute.route_classifier import ClassifierRoutes
 from semroute.route_index import RouteIndex, TextEncoder, load_route_index
 from semroute.rules import RuleSet
 from semroute.types import Decision, Reason, RouteQuery, Tier, Timing
+
+# An encoder's embedding of one text, (1, dim), and the nanoseconds it took.
+Embedding = tuple[np.ndarray, int]
 
 # Routes reported in a decision's `matches`.
 MAX_MATCHES = 5
@@ -115,15 +120,35 @@ class Router:
         """Make `state` the one new requests see; requests in flight keep theirs."""
         self._state = state
 
-    def route(self, query: RouteQuery) -> Decision:
-        """The whole pipeline in the calling thread (CLI, eval, tests)."""
-        plan = self.plan(query)
+    def route(
+        self,
+        query: RouteQuery,
+        state: RoutingState | None = None,
+        embed: Callable[[], Embedding] | None = None,
+    ) -> Decision:
+        """The whole pipeline in the calling thread (CLI, evaluation, warm-up, shadow).
+
+        `state` pins a routing state other than the current one; `embed` supplies the
+        encoder's embedding of the query (called only when needed; by default the
+        encoder runs here), so two states compared on one request share it.
+        """
+        plan = self.plan(query, state)
+        return self.finish(plan, embed or (lambda: self.encode(query.text)))
+
+    def finish(self, plan: Plan, embed: Callable[[], Embedding]) -> Decision:
+        """Decide a planned request: `early` tiers, else the encoder's embedding."""
+        return self.early(plan) or self.decide(plan, embed())
+
+    def early(self, plan: Plan, static: Embedding | None = None) -> Decision | None:
+        """The tiers before the encoder, in order: the rule that matched, then the static
+        fast tier when confident. None: the request needs the encoder (`decide`).
+
+        The one definition of the tier order: the serving pipeline (which awaits the
+        encoder between this and `decide`) and `finish` both go through it.
+        """
         if not plan.needs_encoder:
-            return self.decide(plan, None)
-        fast = self.fast_decide(plan)
-        if fast is not None:
-            return fast
-        return self.decide(plan, self.encode(plan.query.text))
+            return self._finish(plan, None, Tier.RULE, 0, 0)
+        return self.fast_decide(plan, static)
 
     def plan(self, query: RouteQuery, state: RoutingState | None = None) -> Plan:
         """Validate model names and run the rules; raises RoutingError on a bad request.
@@ -142,15 +167,13 @@ class Router:
         route = rule.route or state.config.policy.default_route
         return Plan(query, state, tokens, t0, rules_ns, rule.name, route, rule.model)
 
-    def encode(self, text: str) -> tuple[np.ndarray, int]:
+    def encode(self, text: str) -> Embedding:
         """Embed one text; returns (embedding row (1, dim), nanoseconds spent)."""
         t0 = time.perf_counter_ns()
         emb = self.encoder.encode([text])
         return emb, time.perf_counter_ns() - t0
 
-    def fast_decide(
-        self, plan: Plan, static: tuple[np.ndarray, int] | None = None
-    ) -> Decision | None:
+    def fast_decide(self, plan: Plan, static: Embedding | None = None) -> Decision | None:
         """The static fast tier: a decision when it is confident, else None (use the encoder).
 
         Confident = the best route scores at least fast_tier.min_score and leads
@@ -181,12 +204,10 @@ class Router:
             return None
         return self._finish(plan, per_route, Tier.STATIC, encode_ns, search_ns)
 
-    def decide(self, plan: Plan, embedding: tuple[np.ndarray, int] | None) -> Decision:
-        """Finish a planned request with the encoder's embedding (None when a rule decided)."""
+    def decide(self, plan: Plan, embedding: Embedding) -> Decision:
+        """Decide a planned request that needs the encoder, with the encoder's embedding."""
         if not plan.needs_encoder:
-            return self._finish(plan, None, Tier.RULE, 0, 0)
-        if embedding is None:
-            raise ValueError("this plan needs an embedding")
+            raise ValueError("a rule decided this plan: use early()")
         emb, encode_ns = embedding
         learned = self._learned(plan, emb) if plan.state.predictor is not None else None
         if plan.state.classifier is not None:

@@ -29,7 +29,7 @@ async def test_a_deadline_shorter_than_the_expected_wait_is_refused_at_once(
 ) -> None:
     slow = DelayedEncoder(encoder, PASS_S)
     async with running_app(config, slow, bundles.a) as (app, target), stubs(target) as (_, rs):
-        batcher = app.servicer.batcher
+        batcher = app.pipeline.batcher
         assert batcher is not None
         # The first encoder pass measures the encoder's speed (>= PASS_S per text).
         await rs.Route(pb.RouteRequest(prompt="write a haiku about the sea"), timeout=30)
@@ -68,7 +68,7 @@ async def test_calls_past_the_transport_limit_are_refused_not_queued(
             with pytest.raises(grpc.aio.AioRpcError) as e:
                 await rs.Route(pb.RouteRequest(prompt="hi there!"), timeout=30)
             assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert app.servicer.batcher is not None
+            assert app.pipeline.batcher is not None
             watches.pop().cancel()
             for _ in range(200):  # the slot frees when the cancelled handler finishes
                 try:

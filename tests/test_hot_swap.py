@@ -193,7 +193,7 @@ async def test_in_flight_request_finishes_on_the_index_it_started_with(
             rs,
         ),
     ):
-        batcher = app.servicer.batcher
+        batcher = app.pipeline.batcher
         assert batcher is not None
         real_encode = batcher._encode
         waiting, release = threading.Event(), threading.Event()

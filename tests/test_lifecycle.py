@@ -96,16 +96,16 @@ async def test_graceful_stop_drains_in_flight_calls(
     monkeypatch.setattr(app_module, "load_router", lambda cfg, idx=None: router)
     port = await app.start()
     await app.load()
-    assert app.server is not None and app.servicer.batcher is not None
+    assert app.server is not None and app.pipeline.batcher is not None
     entered, release = threading.Event(), threading.Event()
-    real_encode = app.servicer.batcher._encode
+    real_encode = app.pipeline.batcher._encode
 
     def held_encode(texts):  # type: ignore[no-untyped-def]
         entered.set()
         assert release.wait(30)
         return real_encode(texts)
 
-    monkeypatch.setattr(app.servicer.batcher, "_encode", held_encode)
+    monkeypatch.setattr(app.pipeline.batcher, "_encode", held_encode)
     draining = asyncio.Event()
     real_stop = app.server.stop
 
@@ -193,7 +193,7 @@ async def _overload_app(
     monkeypatch.setattr(app_module, "load_router", lambda c, idx=None: router)
     await app.start()
     await app.load()
-    batcher = app.servicer.batcher
+    batcher = app.pipeline.batcher
     assert batcher is not None
     held = _HeldEncoder(batcher._encode)
     monkeypatch.setattr(batcher, "_encode", held)
@@ -204,7 +204,7 @@ async def _overload_app(
 async def _hold_then_overflow(app: App, held: _HeldEncoder, admitted: int) -> list[object]:
     """Calibrate (one request), hold the encoder, send `admitted` requests and wait until
     they all wait for it, then send one more: its result (an error, if refused) is first."""
-    batcher = app.servicer.batcher
+    batcher = app.pipeline.batcher
     assert batcher is not None
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
         stub = router_pb2_grpc.RouterServiceStub(ch)

@@ -31,7 +31,7 @@ def _logged(caplog: pytest.LogCaptureFixture) -> str:
 async def _route_and_fail(app: Any, rs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     d = await rs.Route(pb.RouteRequest(prompt=SECRET, request_id="privacy-1"))
     assert d.model
-    router = app.servicer.router
+    router = app.pipeline.router
 
     def broken_plan(query: Any, state: Any) -> Any:
         raise RuntimeError(f"cannot plan {query.text!r}")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from semroute.bundle import BundleError
+from semroute.predictor import QualityPredictor
 from semroute.quality.calibrate import (
     expensive_share,
     tolerance_for_share,
@@ -19,7 +20,6 @@ from semroute.quality.calibrate import (
 )
 from semroute.quality.datasets import Dataset
 from semroute.quality.embed import embed_prompts
-from semroute.quality.predictor import QualityPredictor
 from semroute.quality.train import fit, write_learned_bundle
 
 TOPICS = ("algebra", "poetry", "chemistry", "history")

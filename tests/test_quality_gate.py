@@ -90,7 +90,7 @@ def test_gate_rules() -> None:
 
 def test_train_and_calibrate_cli_end_to_end(cache_dir: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     from semroute.encoder import Encoder, default_model_dir
-    from semroute.quality.predictor import QualityPredictor
+    from semroute.predictor import QualityPredictor
 
     bundle = tmp_path / "learned"
     train_args = [a for a in ARGS if a not in ("--folds", "5")]

@@ -8,7 +8,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from semroute.config import Config
-from semroute.server.convert import conversation_text
+from semroute.messages import conversation_text
 from semroute.v1 import router_pb2 as pb
 
 FRONTIER = {"claude-opus-4.5", "gpt-5.5"}

@@ -64,7 +64,7 @@ async def test_edited_repeats_reuse_the_decision_and_nothing_else_does(
             assert (await route("Hi! " + PROMPT + " Thanks!")).tier == pb.TIER_ENCODER
     finally:
         await app.stop(grace=1)
-    assert len(app.servicer.similar or ()) == 5
+    assert len(app.pipeline.similar or ()) == 5
 
 
 def test_turning_the_cache_off_turns_both_caches_off() -> None:

@@ -48,9 +48,9 @@ async def test_swaps_under_load_with_a_30ms_encoder_refuse_nothing(
     a, b = bundles.version_a, bundles.version_b
     slow = DelayedEncoder(encoder, ENCODER_DELAY_S)
     async with running_app(config, slow, bundles.a) as (app, target), stubs(target) as (adm, rs):
-        batcher = app.servicer.batcher
-        assert batcher is not None and app.servicer.router is not None
-        assert app.servicer.router.encoder is slow
+        batcher = app.pipeline.batcher
+        assert batcher is not None and app.pipeline.router is not None
+        assert app.pipeline.router.encoder is slow
 
         async def warm(requests: list[pb.RouteRequest]) -> None:
             for r in requests:  # one at a time: the encoder is the only thing measured here

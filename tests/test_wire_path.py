@@ -27,12 +27,12 @@ async def test_exact_repeats_take_the_byte_path(
         assert (app.admin is not None) == admin
         async with stubs(target) as (_, rs):
             first = await rs.Route(pb.RouteRequest(prompt=PROMPT, request_id="r0"))
-            assert app.servicer.wire_hits == 0
+            assert app.pipeline.wire_hits == 0
             repeats = [
                 await rs.Route(pb.RouteRequest(prompt=PROMPT, request_id=f"r{i}"))
                 for i in range(1, 4)
             ]
-        assert app.servicer.wire_hits == 3
+        assert app.pipeline.wire_hits == 3
         for i, d in enumerate(repeats, start=1):
             assert (d.tier, d.request_id, d.model) == (pb.TIER_CACHE, f"r{i}", first.model)
 
@@ -52,7 +52,7 @@ async def test_a_shadow_still_sees_byte_path_hits(
         )
         for i in range(4):
             await rs.Route(pb.RouteRequest(prompt=PROMPT, request_id=f"s{i}"))
-        assert app.servicer.wire_hits == 3
+        assert app.pipeline.wire_hits == 3
         for _ in range(200):
             sh = (await status(adm)).shadow
             if sh.compared + sh.internal_errors >= 4:

@@ -97,7 +97,7 @@ def _build(args: argparse.Namespace) -> int:
     import yaml
 
     from semroute.admin.bundles import build_bundle, pack_archive
-    from semroute.admin.pipeline import evaluate_probes
+    from semroute.admin.probes import evaluate_probes
     from semroute.config import load_config
     from semroute.router import Router, RoutingState
     from semroute.server.app import make_encoder, make_static_encoder

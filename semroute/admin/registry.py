@@ -22,20 +22,21 @@ import tempfile
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from semroute import atomic
 from semroute.admin import bundles
-from semroute.admin.pipeline import Embedding, decide
 from semroute.admin.shadow import ShadowEvaluator
 from semroute.bundle import BundleError, read_manifest
 from semroute.config import AdminSpec, Config, ConfigError, load_config
-from semroute.decision_cache import DecisionCache
-from semroute.router import Router, RoutingState
+from semroute.decision_cache import cache_key
+from semroute.messages import cache_template, decision_to_proto
+from semroute.router import Embedding, Router, RoutingState
 from semroute.types import RouteQuery, RoutingError
 
 log = logging.getLogger("semroute.admin")
@@ -95,6 +96,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+class Primer(Protocol):
+    """The serving pipeline as a swap sees it: which requests are hot, and where decisions
+    prepared for the new version go (`semroute.pipeline.Pipeline` implements it)."""
+
+    def hot_requests(self, n: int) -> list[RouteQuery]: ...
+
+    def prime(self, entries: Iterable[tuple[bytes, bytes, RouteQuery]]) -> None: ...
+
+
 @dataclass
 class Entry:
     """A bundle the server knows; `state` is None once released."""
@@ -146,8 +156,8 @@ class IndexRegistry:
         self._switch_lock = asyncio.Lock()
         self._seq = 0
         self._warm_embeddings: list[Any] | None = None
-        # The serving decision cache, when there is one (set by Admin.attach).
-        self.cache: DecisionCache[bytes] | None = None
+        # The serving pipeline's hot requests and decision cache (set by Admin.attach).
+        self.primer: Primer | None = None
         self._embeddings: OrderedDict[str, Embedding] = OrderedDict()  # admin thread only
         # Where the active bundle is recorded after each swap (set by Admin.restore).
         self.state_file: Path | None = None
@@ -327,7 +337,7 @@ class IndexRegistry:
             self._warm_embeddings = [router.encode(p) for p in WARM_PROMPTS]
         for prompt, emb in zip(WARM_PROMPTS, self._warm_embeddings, strict=True):
             _yield_gil()
-            d = decide(router, RouteQuery(text=prompt), state, lambda e=emb: e)
+            d = router.route(RouteQuery(text=prompt), state, lambda e=emb: e)
             if d.index_version != state.index.version or not d.model:
                 raise BundleError("warm-up decision came out inconsistent; bundle refused")
 
@@ -335,9 +345,9 @@ class IndexRegistry:
         """The requests behind the most recently used decision-cache entries (on the loop).
 
         More than `prime_cache` are taken: several may share one cache key."""
-        if self.cache is None or not self.spec.prime_cache:
+        if self.primer is None or not self.spec.prime_cache:
             return []
-        return self.cache.recent_origins(PRIME_OVERSAMPLE * self.spec.prime_cache)
+        return self.primer.hot_requests(PRIME_OVERSAMPLE * self.spec.prime_cache)
 
     def _prime(
         self,
@@ -354,9 +364,6 @@ class IndexRegistry:
         """
         if not queries:
             return []
-        from semroute.decision_cache import cache_key
-        from semroute.server.convert import decision_to_proto
-        from semroute.server.service import _template
 
         todo: dict[bytes, RouteQuery] = {}
         for q in queries:
@@ -386,10 +393,10 @@ class IndexRegistry:
         for key, q in todo.items():
             _yield_gil()
             try:
-                d = decide(router, q, state, lambda t=q.text: memo[t])
+                d = router.route(q, state, lambda t=q.text: memo[t])
             except RoutingError:
                 continue
-            out.append((key, _template(decision_to_proto(d)), q))
+            out.append((key, cache_template(decision_to_proto(d)), q))
         return out
 
     async def _prime_rest(self, entry: Entry) -> None:
@@ -503,9 +510,8 @@ class IndexRegistry:
     def _swap(self, entry: Entry, *, push: bool) -> None:
         assert entry.state is not None
         old = self.active
-        if self.cache is not None:  # keyed by the new version: invisible until the swap
-            for key, value, query in entry.primed:
-                self.cache.put(key, value, len(value) + len(query.text), origin=query)
+        if self.primer is not None:  # keyed by the new version: invisible until the swap
+            self.primer.prime(entry.primed)
         primed, entry.primed = len(entry.primed), []
         self.router.swap(entry.state)  # the only change the serving path sees
         self.active = entry.version

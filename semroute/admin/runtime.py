@@ -21,6 +21,7 @@ from semroute.admin.service import SERVICE_NAME, AdminServicer, shadow_report
 from semroute.admin.shadow import ShadowEvaluator
 from semroute.admin.watcher import BundleWatcher
 from semroute.config import Config, ConfigError
+from semroute.pipeline import Pipeline
 from semroute.router import Router
 from semroute.server.decoding import BadInputLog, GuardedServer
 from semroute.v1 import admin_pb2 as apb
@@ -115,10 +116,9 @@ class Admin:
             },
         )
 
-    def attach(self, router: Router, servicer: object, index_dir: Path) -> None:
+    def attach(self, router: Router, pipeline: Pipeline, index_dir: Path) -> None:
         """The router is loaded: manage its state from now on (called on the event loop)."""
         spec = self.spec
-        cache = getattr(servicer, "cache", None)
         self.shadow = ShadowEvaluator(router, max_pending=spec.shadow_max_pending)
         registry = IndexRegistry(
             router,
@@ -128,9 +128,9 @@ class Admin:
             staging_root=self._path(spec.staging_dir),
         )
         registry.adopt(index_dir)
-        registry.cache = cache
+        registry.primer = pipeline
         self.registry = registry
-        servicer.shadow = self.shadow  # type: ignore[attr-defined]
+        pipeline.set_tap(self.shadow)
         watch_dir = self._path(spec.watch_dir)
         if watch_dir is not None:
             watch_dir.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from semroute.admin.pipeline import Embedding, chosen, finish
-from semroute.router import Router, RoutingState
+from semroute.admin.probes import chosen
+from semroute.router import Embedding, Router, RoutingState
 from semroute.types import RouteQuery, RoutingError
 
 log = logging.getLogger("semroute.admin.shadow")
@@ -264,11 +264,11 @@ class ShadowEvaluator:
         for which in ("a", "c") if first_active else ("c", "a"):
             t = time.perf_counter_ns()
             if which == "a":
-                da = finish(router, plan_a, embed)
+                da = router.finish(plan_a, embed)
                 a_ns += time.perf_counter_ns() - t
             else:
                 try:
-                    dc = finish(router, plan_c, embed)
+                    dc = router.finish(plan_c, embed)
                 except RoutingError:
                     dc = None
                 c_ns += time.perf_counter_ns() - t

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from semroute.quality.metrics import pick_models
+from semroute.scoring import pick_models
 
 TOLERANCES = np.unique(np.concatenate((np.linspace(-1.0, 1.0, 801), [0.0])))
 KNOBS = np.round(np.linspace(0.0, 1.0, 21), 4)

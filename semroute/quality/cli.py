@@ -286,8 +286,8 @@ def _read_prompts(path: str, column: str) -> list[str]:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from semroute.predictor import QualityPredictor
     from semroute.quality.calibrate import traffic_calibration, update_manifest_calibration
-    from semroute.quality.predictor import QualityPredictor
 
     if not 0.0 <= args.strong_share <= 1.0:
         raise SystemExit("semroute: --strong-share must be within 0-1")

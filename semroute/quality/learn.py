@@ -7,7 +7,7 @@ Three estimators of each model's quality on a prompt:
   training mean with one pseudo-count;
 * a logistic head per model on the embedding (L2-regularised, L-BFGS, soft labels);
 * a logistic head per model on hashed word uni/bigrams of the prompt text
-  (:mod:`semroute.quality.text`).
+  (:mod:`semroute.text_features`).
 
 The served prediction is a convex blend of the three. Every hyper-parameter (k, power, both
 L2 strengths, the blend weights) is chosen by an inner k-fold cross-validation on the training
@@ -32,6 +32,9 @@ from semroute.quality.metrics import (
     cost_quality_curve,
     strong_share_curve,
 )
+from semroute.quality.text import fit_sparse_logistic
+from semroute.scoring import knn_vote, predict_logistic
+from semroute.scoring import sigmoid as _sigmoid
 
 K_GRID: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
 # The fallback when tuning does not clearly pay: the untuned reference vote.
@@ -44,7 +47,6 @@ VALIDATE_BELOW = 1000
 POWER_GRID: tuple[float, ...] = (0.0, 1.0, 4.0, 16.0, 64.0)
 EMB_L2_GRID: tuple[float, ...] = (3.0, 10.0, 30.0)
 TEXT_L2_GRID: tuple[float, ...] = (1.0, 3.0, 10.0)
-PRIOR_COUNT = 1.0
 
 
 def _progress(it: Any, desc: str, total: int | None = None, enabled: bool = True) -> Any:
@@ -80,24 +82,6 @@ def topk_neighbours(
     return sims_out, idx_out
 
 
-def knn_vote(
-    sims: np.ndarray,
-    idx: np.ndarray,
-    y_train: np.ndarray,
-    k: int,
-    power: float,
-    prior: np.ndarray,
-    prior_count: float = PRIOR_COUNT,
-) -> np.ndarray:
-    """Similarity-weighted vote of the k nearest labelled prompts -> (n_q, m) quality."""
-    s = np.clip(sims[:, :k].astype(np.float64), 1e-6, 1.0)
-    w = s**power
-    ys = y_train[idx[:, :k]]  # (n_q, k, m)
-    num = np.einsum("qk,qkm->qm", w, ys) + prior_count * prior[None, :]
-    den = w.sum(axis=1, keepdims=True) + prior_count
-    return (num / den).astype(np.float32)
-
-
 # ---------------------------------------------------------------------------------------------
 # logistic head
 
@@ -110,10 +94,6 @@ def single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
     except ImportError:  # pragma: no cover - optional: only slower without it
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 def fit_logistic(
@@ -145,10 +125,6 @@ def fit_logistic(
             res = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
         w_all[:, j] = res.x
     return w_all[:-1].astype(np.float32), w_all[-1].astype(np.float32)
-
-
-def predict_logistic(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _sigmoid(x.astype(np.float32) @ w + b).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +195,7 @@ class Fitted:
         if h.w_emb > 0 and self.emb_w is not None and self.emb_b is not None:
             parts.append((h.w_emb, predict_logistic(q, self.emb_w, self.emb_b)))
         if h.w_text > 0 and texts is not None and self.text_w is not None and self.idf is not None:
-            from semroute.quality import text as tx
+            from semroute import text_features as tx
 
             assert self.text_b is not None
             feats = tx.featurize(texts, self.idf)
@@ -236,11 +212,11 @@ def fit_fixed(
     if hyper.w_emb > 0:
         fitted.emb_w, fitted.emb_b = fit_logistic(x, y, hyper.emb_l2)
     if hyper.w_text > 0:
-        from semroute.quality import text as tx
+        from semroute import text_features as tx
 
         counts = tx.term_counts(prompts)
         fitted.idf = tx.fit_idf(counts)
-        fitted.text_w, fitted.text_b = tx.fit_sparse_logistic(
+        fitted.text_w, fitted.text_b = fit_sparse_logistic(
             tx.tfidf(counts, fitted.idf), y, hyper.text_l2
         )
     return fitted
@@ -298,7 +274,7 @@ def search_hyper(
     text_oof = {l2: np.zeros(shape, np.float32) for l2 in (text_l2_grid if use_text else ())}
     counts = None
     if text_oof:
-        from semroute.quality import text as tx
+        from semroute import text_features as tx
 
         counts = tx.term_counts(prompts)
     for r, test in _progress(splits, "inner CV", enabled=progress):
@@ -315,7 +291,7 @@ def search_hyper(
             idf = tx.fit_idf(ctr)
             ftr, fte = tx.tfidf(ctr, idf), tx.tfidf(counts.rows(test), idf)
             for l2 in text_oof:
-                w, b = tx.fit_sparse_logistic(ftr, y[train], l2)
+                w, b = fit_sparse_logistic(ftr, y[train], l2)
                 text_oof[l2][r, test] = tx.predict_sparse_logistic(fte, w, b)
 
     def per_split(p: np.ndarray) -> np.ndarray:

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from semroute.scoring import pick_models
+
 __all__ = [
     "CostQualityCurve",
     "StrongShareCurve",
@@ -178,28 +180,6 @@ def two_model_report(
 
 # ---------------------------------------------------------------------------------------------
 # N models
-
-
-def pick_models(pred: np.ndarray, prices: np.ndarray, tol: float) -> np.ndarray:
-    """Per prompt, the cheapest model whose predicted quality is within ``tol`` of every
-    pricier model's prediction (the priciest model always qualifies).
-
-    ``pred`` is (n, m); ``prices`` (m,). Returns model indices (n,). ``tol = 0`` picks a cheaper
-    model only when it is predicted at least as good as every pricier one; larger ``tol`` trades
-    quality for cost; ``tol <= -1`` always picks the priciest model, ``tol >= 1`` the cheapest.
-    """
-    p = np.asarray(pred, dtype=np.float64)
-    order = np.argsort(np.asarray(prices, dtype=np.float64), kind="stable")  # cheap -> pricey
-    ps = p[:, order]
-    m = ps.shape[1]
-    # best prediction among strictly pricier models, for each position in price order
-    pricier_max = np.full_like(ps, -np.inf)
-    if m > 1:
-        rev_cummax = np.maximum.accumulate(ps[:, ::-1], axis=1)[:, ::-1]
-        pricier_max[:, :-1] = rev_cummax[:, 1:]
-    ok = ps >= pricier_max - tol
-    first = np.argmax(ok, axis=1)  # the priciest always qualifies, so argmax finds a True
-    return order[first]
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ import faiss
 import numpy as np
 
 from semroute.bundle import write_bundle
+from semroute.predictor import HEAD_FILE, INDEX_FILE, KIND, SCORES_FILE
 from semroute.quality.calibrate import knob_table
 from semroute.quality.datasets import Dataset
 from semroute.quality.learn import Fitted, fit_with_search
-from semroute.quality.predictor import HEAD_FILE, INDEX_FILE, KIND, SCORES_FILE
 
 HNSW_ABOVE = 50_000
 

@@ -27,6 +27,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from semroute.admin.runtime import Admin
 from semroute.config import Config, ServerSpec, load_config
 from semroute.encoder import Encoder, default_model_dir
+from semroute.pipeline import Pipeline
 from semroute.route_index import TextEncoder
 from semroute.router import Router, RoutingState
 from semroute.server.decoding import BadInputLog, GuardedServer
@@ -123,7 +124,9 @@ class App:
         self.health = health.aio.HealthServicer()
         # Undecodable request bodies, on every service: counted, logged once per interval.
         self.bad_input = BadInputLog()
-        self.servicer = RouterServicer(config, self.pool)
+        # The one decide() every transport adapts; RouterService is the gRPC one.
+        self.pipeline = Pipeline(config, self.pool)
+        self.servicer = RouterServicer(self.pipeline)
         # AdminService (index hot-swap): None unless an admin token or mTLS is configured.
         self.admin = Admin.from_config(config, self.bad_input)
         self.server: grpc.aio.Server | None = None
@@ -213,7 +216,7 @@ class App:
             raise
         # Warm up: the first onnxruntime run allocates and is slow.
         await loop.run_in_executor(self.pool, router.encoder.encode, ["warm up the encoder"])
-        self.servicer.set_router(router)
+        self.pipeline.set_router(router)
         # The model, index and config live as long as the process: keep the
         # collector from rescanning them (a full collection walks every tracked
         # object on the event loop's thread). No result file measures the pause.
@@ -221,7 +224,7 @@ class App:
         gc.freeze()
         if self.admin:
             self.admin.attach(
-                router, self.servicer, self.index_dir or self.config.resolved_index_path()
+                router, self.pipeline, self.index_dir or self.config.resolved_index_path()
             )
             await self.admin.restore()  # the last bundle activated, when it is recorded
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)

@@ -7,7 +7,7 @@ word n-grams when the prompt texts are passed too), blended with the weights the
 inner cross-validation picked.
 
 The policy then takes the cheapest model whose predicted quality is within ``tolerance`` of
-every pricier model's (:func:`semroute.quality.metrics.pick_models`); ``tolerance_for_knob``
+every pricier model's (:func:`semroute.scoring.pick_models`); ``tolerance_for_knob``
 turns the request's 0-1 knob into that tolerance through the bundle's calibration table, where
 the knob is a quality target: the share of the gap between the cheapest model and the best
 single model that the routing keeps, as measured out-of-fold on the labelled data.
@@ -24,8 +24,7 @@ import faiss
 import numpy as np
 
 from semroute.bundle import BundleError, read_manifest
-from semroute.quality.learn import knn_vote, predict_logistic
-from semroute.quality.metrics import pick_models
+from semroute.scoring import knn_vote, pick_models, predict_logistic
 
 KIND = "learned"
 INDEX_FILE = "index.faiss"
@@ -132,7 +131,7 @@ class QualityPredictor:
         if self.w_emb > 0 and self.emb_w is not None and self.emb_b is not None:
             parts.append((self.w_emb, predict_logistic(q, self.emb_w, self.emb_b)))
         if self.w_text > 0 and texts is not None and self.text_w is not None:
-            from semroute.quality import text as tx
+            from semroute import text_features as tx
 
             assert self.idf is not None and self.text_b is not None
             feats = tx.featurize(texts, self.idf)

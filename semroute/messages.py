@@ -1,13 +1,16 @@
-"""Protobuf ↔ core types, with request validation.
+"""Protobuf ↔ core types: request validation, decisions, and their cached wire form.
 
 Every check on what a caller sent lives here, so a bad request is turned away
-with INVALID_ARGUMENT and an actionable message before any work is done.
+with INVALID_ARGUMENT and an actionable message before any work is done. The
+decision cache holds decisions as serialised templates (`cache_template`) that
+any transport stamps with its request's id and timing (`stamp`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import time
 import uuid
 
 from semroute.config import ServerSpec
@@ -162,3 +165,54 @@ def response_key_from_proto(
         raise _invalid(f"prompt is over the limit of {limits.max_prompt_bytes} bytes")
     digest = hashlib.blake2b(context, digest_size=16).hexdigest()
     return (req.tenant, req.model, digest), text
+
+
+def cache_template(response: pb.RouteDecision) -> bytes:
+    """The cacheable part of a decision, serialised (so its size is exact): no request id,
+    no timing, marked as a cache hit."""
+    t = pb.RouteDecision()
+    t.CopyFrom(response)
+    t.ClearField("request_id")
+    t.ClearField("timing")
+    t.tier = pb.TIER_CACHE
+    return t.SerializeToString()
+
+
+def stamp(request_id: str, t0: int) -> bytes:
+    """The per-request fields of a cached decision, serialised.
+
+    Appending them to a template (which has neither field) gives the wire
+    form of the template with them set: protobuf merges concatenated messages.
+    """
+    total_us = (time.perf_counter_ns() - t0) // 1000
+    return pb.RouteDecision(
+        request_id=request_id, timing=pb.Timing(total_us=total_us)
+    ).SerializeToString()
+
+
+def similar_decision(template: bytes, request_id: str, t0: int) -> pb.RouteDecision:
+    """A near-identical prompt's decision, stamped for this request."""
+    out = pb.RouteDecision.FromString(template)
+    out.request_id = request_id
+    out.tier = pb.TIER_SIMILAR
+    out.timing.total_us = (time.perf_counter_ns() - t0) // 1000
+    return out
+
+
+def wire_key(request: pb.RouteRequest, salt: bytes) -> bytes:
+    """Cache key of the exact request (its id aside) under `salt` (config and index)."""
+    request_id = request.request_id
+    if request_id:
+        request.ClearField("request_id")
+    h = hashlib.blake2b(
+        request.SerializeToString(deterministic=True), digest_size=16, person=b"wire"
+    )
+    if request_id:
+        request.request_id = request_id
+    h.update(salt)
+    return h.digest()
+
+
+def as_decision(reply: pb.RouteDecision | bytes) -> pb.RouteDecision:
+    """A pipeline reply as a message (cache hits arrive serialised)."""
+    return pb.RouteDecision.FromString(reply) if isinstance(reply, bytes) else reply
