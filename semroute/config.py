@@ -190,6 +190,11 @@ class ServerSpec(_Frozen):
     max_messages: int = Field(default=256, ge=1)
     # Concurrent Route calls per process before RESOURCE_EXHAUSTED.
     max_concurrent_requests: int = Field(default=256, ge=1)
+    # Requests one RouteBatch call may carry (more: INVALID_ARGUMENT).
+    max_batch_items: int = Field(default=256, ge=1)
+    # Requests of one RouteStream being decided at once; past it the stream stops
+    # reading (gRPC flow control then holds the sender back): memory stays bounded.
+    stream_window: int = Field(default=64, ge=1)
     # Threads running the encoder off the event loop.
     inference_threads: int = Field(default=2, ge=1, le=64)
     # Their nice value (Linux, per thread): above 0, the event loop (cache hits,

@@ -15,6 +15,7 @@ from typing import Any
 
 from benchmarks.loadgen.report import format_report, ratios
 from benchmarks.loadgen.runner import MODES, SERVER_KINDS, Scenario, run_scenario
+from benchmarks.loadgen.senders import RPCS
 from benchmarks.prompts import KNOBS, MIXES
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-inflight", type=int, default=S, help="open loop: per-process in-flight cap"
     )
     g.add_argument("--no-uvloop", dest="uvloop", action="store_false", default=S)
+    g.add_argument(
+        "--rpc",
+        choices=RPCS,
+        default=S,
+        help="route (unary, default), batch (RouteBatch of --batch-size) or stream (RouteStream)",
+    )
+    g.add_argument("--batch-size", type=int, default=S, help="--rpc batch: items per call (16)")
 
     g = ap.add_argument_group("requests")
     g.add_argument("--mix", choices=MIXES, default=S, help="prompt mix (default unique)")

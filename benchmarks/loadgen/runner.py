@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from benchmarks.loadgen import hist, procstat
+from benchmarks.loadgen.senders import RPCS
 from benchmarks.loadgen.servers import (
     ServerHandle,
     check_health,
@@ -61,6 +62,8 @@ class Scenario:
     data_dir: str | None = None
     uvloop: bool = True
     baseline: bool = False
+    rpc: str = "route"  # route | batch (client-side batches of batch_size) | stream
+    batch_size: int = 16
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scenario:
@@ -82,6 +85,10 @@ class Scenario:
             raise ValueError(f"mix must be one of {MIXES}, got {sc.mix!r}")
         if sc.knobs not in KNOBS:
             raise ValueError(f"knobs must be one of {KNOBS}, got {sc.knobs!r}")
+        if sc.rpc not in RPCS:
+            raise ValueError(f"rpc must be one of {RPCS}, got {sc.rpc!r}")
+        if not 1 <= sc.batch_size <= 256:
+            raise ValueError("batch_size must be within [1, 256] (server.max_batch_items)")
         if sc.arrival not in ("uniform", "poisson"):
             raise ValueError("arrival must be uniform or poisson")
         if sc.mode == "sequential":
@@ -193,6 +200,8 @@ def _drive(sc: Scenario, target: str, server_pid: int | None) -> dict[str, Any]:
             tags=list(sc.tags),
             data_dir=sc.data_dir,
             use_uvloop=sc.uvloop,
+            rpc=sc.rpc,
+            batch_size=sc.batch_size,
         )
         for i in range(n)
     ]
@@ -295,6 +304,8 @@ def _merge(
         "name": sc.name,
         "mode": sc.mode,
         "mix": sc.mix,
+        "rpc": sc.rpc,
+        "batch_size": sc.batch_size if sc.rpc == "batch" else None,
         "requests": total,
         "ok": ok,
         "errors": errors,

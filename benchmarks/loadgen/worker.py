@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from benchmarks.loadgen import hist
+from benchmarks.loadgen.senders import ItemFailed, make_sender
 from benchmarks.prompts import PromptMix, RequestFactory, load_pool
 from semroute.v1 import router_pb2, router_pb2_grpc
 
@@ -76,6 +77,8 @@ class WorkerConfig:
     tags: list[str] = field(default_factory=list)
     data_dir: str | None = None
     use_uvloop: bool = True
+    rpc: str = "route"  # route | batch | stream (benchmarks.loadgen.senders)
+    batch_size: int = 16
 
 
 class _Stats:
@@ -134,23 +137,28 @@ def _cpu_s() -> float:
 
 
 async def _call(
-    stub: router_pb2_grpc.RouterServiceStub,
+    sender: Any,
     req: router_pb2.RouteRequest,
     timeout: float,
     sched_ns: int,
     stats: _Stats | None,
 ) -> bool:
-    """One Route call; records into ``stats`` when it belongs to the measured window."""
+    """One request (through the run's sender: Route, a batch or a stream); records into
+    ``stats`` when it belongs to the measured window."""
     sent = now_ns()
     if stats is not None:
         if not stats.first_send_ns:
             stats.first_send_ns = sent
         hist.record(stats.lag, (sent - sched_ns) // 1000)
     try:
-        resp = await stub.Route(req, timeout=timeout)
+        resp = await sender.send(req)
     except grpc.aio.AioRpcError as e:
         if stats is not None:
             stats.failed(e.code().name, now_ns())
+        return False
+    except ItemFailed as e:
+        if stats is not None:
+            stats.failed(e.code, now_ns())
         return False
     except Exception as e:  # a client-side failure must not kill the run: count it
         if stats is not None:
@@ -162,7 +170,7 @@ async def _call(
 
 
 async def _closed_loop(
-    cfg: WorkerConfig, stub: Any, next_req: Any, stats: _Stats, t_meas: int, t_end: int
+    cfg: WorkerConfig, sender: Any, next_req: Any, stats: _Stats, t_meas: int, t_end: int
 ) -> None:
     """``concurrency`` callers, each sending its next request as soon as the last one returns."""
     budget = [cfg.max_requests]
@@ -180,7 +188,7 @@ async def _closed_loop(
             req, kind = next_req()
             if measuring:
                 stats.kinds[kind] += 1
-            ok = await _call(stub, req, cfg.timeout_s, now_ns(), stats if measuring else None)
+            ok = await _call(sender, req, cfg.timeout_s, now_ns(), stats if measuring else None)
             if not ok:
                 await asyncio.sleep(0.001)  # no hot spin against a failing server
 
@@ -188,7 +196,13 @@ async def _closed_loop(
 
 
 async def _open_loop(
-    cfg: WorkerConfig, stub: Any, next_req: Any, stats: _Stats, t0: int, t_meas: int, t_end: int
+    cfg: WorkerConfig,
+    sender: Any,
+    next_req: Any,
+    stats: _Stats,
+    t0: int,
+    t_meas: int,
+    t_end: int,
 ) -> None:
     """Requests sent on a fixed schedule whatever the server does (no coordinated omission).
 
@@ -207,7 +221,7 @@ async def _open_loop(
 
     async def one(req: router_pb2.RouteRequest, at: int, measuring: bool) -> None:
         try:
-            await _call(stub, req, cfg.timeout_s, at, stats if measuring else None)
+            await _call(sender, req, cfg.timeout_s, at, stats if measuring else None)
         finally:
             slots.release()
 
@@ -290,10 +304,12 @@ async def _run(cfg: WorkerConfig, ready_q: Any, start_q: Any) -> dict[str, Any]:
         marker = asyncio.create_task(cpu_mark())
         if t0 > now_ns():
             await asyncio.sleep((t0 - now_ns()) / 1e9)
+        sender = make_sender(cfg.rpc, stub, cfg.timeout_s, cfg.batch_size)
         if cfg.mode == "closed":
-            await _closed_loop(cfg, stub, next_req, stats, t_meas, t_end)
+            await _closed_loop(cfg, sender, next_req, stats, t_meas, t_end)
         else:
-            await _open_loop(cfg, stub, next_req, stats, t0, t_meas, t_end)
+            await _open_loop(cfg, sender, next_req, stats, t0, t_meas, t_end)
+        await sender.close()
         cpu_end = _cpu_s()
         if not marker.done():  # everything ended during warm-up (tiny budgets)
             marker.cancel()

@@ -126,7 +126,7 @@ class App:
         self.bad_input = BadInputLog()
         # The one decide() every transport adapts; RouterService is the gRPC one.
         self.pipeline = Pipeline(config, self.pool)
-        self.servicer = RouterServicer(self.pipeline)
+        self.servicer = RouterServicer(self.pipeline, config.server)
         # AdminService (index hot-swap): None unless an admin token or mTLS is configured.
         self.admin = Admin.from_config(config, self.bad_input)
         self.server: grpc.aio.Server | None = None
