@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from semroute.bundle import BundleError
 from semroute.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -18,7 +20,9 @@ if TYPE_CHECKING:
 DEFAULT_TARGET = "127.0.0.1:50051"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand and flag; separate from `main` so deployment files (examples/k8s)
+    can be checked against the real flags."""
     parser = argparse.ArgumentParser(prog="semroute", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -27,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=50051)
     p.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
-    p.add_argument("--index", help="index bundle dir (default: the config's index_path)")
+    p.add_argument(
+        "--index",
+        help="index bundle: a directory or .tar.gz archive; one with its own config.yaml "
+        "brings its routing sections (default: the config's index_path)",
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("route", help="ask for a routing decision")
@@ -62,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_eval_routes)
 
     _register_tools(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:
@@ -89,11 +101,40 @@ def _serve(args: argparse.Namespace) -> int:
 
     setup_logging()
     config = load_config(args.config)
+    index, staged = None, None
     if not args.index:
         _ensure_default_index(config)
-    if args.workers > 1:
-        return run_workers(args.config, args.host, args.port, args.index, args.workers)
-    return run_process(args.config, args.host, args.port, args.index)
+    else:
+        try:
+            index, staged = _stage_index(config, Path(args.index))
+        except BundleError as e:
+            print(f"semroute serve: {e}", file=sys.stderr)
+            return 2
+    try:
+        if args.workers > 1:
+            return run_workers(args.config, args.host, args.port, index, args.workers)
+        return run_process(args.config, args.host, args.port, index)
+    finally:
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+def _stage_index(config: Config, path: Path) -> tuple[str, Path | None]:
+    """`serve --index`: an archive unpacked once (with the admin side's checks) for every
+    worker, and the bundle's own config checked before any process starts; returns the
+    bundle dir and the staging dir to remove on exit."""
+    from semroute.admin import bundles
+
+    spec = config.admin
+    root = config.resolve(spec.staging_dir) if spec.staging_dir else bundles.default_staging_root()
+    bundle_dir, staged = bundles.stage_for_serving(path, root, spec.max_archive_bytes)
+    try:
+        bundles.serving_config(config, bundle_dir)
+    except BaseException:
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return str(bundle_dir), staged
 
 
 def _eval_routes(args: argparse.Namespace) -> int:

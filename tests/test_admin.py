@@ -393,7 +393,8 @@ async def test_watched_directory(
 ) -> None:
     watch = tmp_path / "watch"
     watch.mkdir()
-    copy_bundle(bundles.a, watch / "already-there")  # baseline: not loaded
+    # Present at start: applied before SERVING; A's own version, so no swap.
+    copy_bundle(bundles.a, watch / "already-there")
     async with (
         running_app(config, encoder, bundles.a, watch_dir=watch, watch_interval_s=0.1) as (
             app,
@@ -410,7 +411,8 @@ async def test_watched_directory(
         shutil.copyfile(bundles.b_archive, watch / ".incoming.tar.gz")
         (watch / ".incoming.tar.gz").rename(watch / "b.tar.gz")
         st = await _wait(adm, lambda s: s.active_version == bundles.version_b)
-        assert st.watch.loaded == 1 and st.watch.rejected == 1 and st.watch.enabled
+        assert st.watch.loaded == 2 and st.watch.rejected == 1 and st.watch.enabled
+        assert st.swaps == 1
         d = await rs.Route(pb.RouteRequest(prompt="please translate this into German"))
         assert d.index_version == bundles.version_b
         assert app.admin is not None and app.admin.watcher is not None

@@ -205,6 +205,11 @@ def unpack_archive(archive: Path, staging_root: Path, max_bytes: int) -> Path:
         raise
 
 
+def default_staging_root() -> Path:
+    """Where archives are unpacked when `admin.staging_dir` is not set."""
+    return Path(tempfile.gettempdir()) / "semroute-staging"
+
+
 def clean_staging(staging_root: Path) -> int:
     """Remove what loads of processes no longer running (killed mid-load) left in
     `staging_root`; returns how many. Other live processes' loads are left alone."""
@@ -380,3 +385,52 @@ def eval_figures(manifest: Mapping[str, Any]) -> dict[str, float]:
         for k, v in raw.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
+
+
+# --- a bundle given at start (`semroute serve --index`) -----------------------------------
+
+
+def stage_for_serving(path: Path, staging_root: Path, max_bytes: int) -> tuple[Path, Path | None]:
+    """The bundle directory to serve `path` from, and the staging dir to remove on exit.
+
+    A directory is served in place (None to remove). An archive is unpacked with
+    `unpack_archive`'s checks, the same as a LoadIndex of it, into `staging_root`,
+    where a later start (or the registry) removes it should this process be killed.
+    """
+    path = Path(path)
+    if not (path.is_file() and is_archive(path)):
+        return path, None
+    clean_staging(staging_root)
+    bundle_dir = unpack_archive(path, staging_root, max_bytes)
+    staged = staging_dir_of(bundle_dir, staging_root)
+    try:
+        peek_manifest(bundle_dir)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return bundle_dir, staged
+
+
+def serving_config(base: Config, bundle_dir: Path | None) -> Config:
+    """The config to serve `bundle_dir` with: `base`, its routing sections replaced by the
+    bundle's own `config.yaml` when it carries one (as an activation of it would).
+
+    An index only makes sense with the routes it was built from, so a self-contained
+    bundle brings them; the process sections stay those of `base`. A bundle without
+    a config (or no bundle) leaves `base` as it is; a missing or unreadable bundle is
+    reported by the index loader, with its own message.
+    """
+    if bundle_dir is None:
+        return base
+    try:
+        files = parse_manifest(bundle_dir).get("files")
+    except BundleError:
+        return base
+    if not isinstance(files, dict) or CONFIG_FILE not in files:
+        return base
+    path = Path(bundle_dir) / CONFIG_FILE
+    if not path.is_file() or sha256_file(path) != files[CONFIG_FILE]:
+        raise BundleError(
+            f"{bundle_dir}: checksum mismatch on {CONFIG_FILE}; the bundle is corrupt"
+        )
+    return merge_routing(base, load_bundle_config(path))

@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import shutil
-import tempfile
 import time
 import weakref
 from collections import OrderedDict
@@ -139,7 +138,7 @@ class IndexRegistry:
         self.base_config = base_config
         self.spec = spec
         self.shadow = shadow
-        self.staging_root = staging_root or Path(tempfile.gettempdir()) / "semroute-staging"
+        self.staging_root = staging_root or bundles.default_staging_root()
         if removed := bundles.clean_staging(self.staging_root):
             log.info("removed staging left by killed loads", extra={"fields": {"dirs": removed}})
         self.entries: OrderedDict[str, Entry] = OrderedDict()

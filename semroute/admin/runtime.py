@@ -62,6 +62,13 @@ class Admin:
         token = os.environ.get(spec.token_env, "").strip() or None
         read_token = os.environ.get(spec.read_token_env, "").strip() or None
         if token is None and read_token is None and spec.tls is None:
+            unused = [n for n in ("watch_dir", "state_file") if getattr(spec, n) is not None]
+            if unused:  # silently ignored, a watched directory would look broken
+                log.warning(
+                    "the admin side is off (no token in $%s, no admin.tls): %s ignored",
+                    spec.token_env,
+                    " and ".join(f"admin.{n}" for n in unused),
+                )
             return None
         try:
             auth = AdminAuth(
@@ -140,19 +147,41 @@ class Admin:
             self.watcher.start()
 
     async def restore(self) -> None:
-        """Activate the bundle `admin.state_file` records, if any (before SERVING).
+        """Before SERVING: activate the bundle `admin.state_file` records, else the newest
+        valid bundle already in `admin.watch_dir`.
 
-        A recorded bundle that no longer loads is logged and skipped: the
-        server then serves the one it was started with.
+        The state file wins: it records the last explicit activation or rollback,
+        which the directory cannot express (a rollback leaves the newer bundle
+        there). A recorded bundle that no longer loads is logged and skipped, and
+        the directory is tried next; failing both, the server serves the one it was
+        started with.
         """
         reg = self.registry
+        if reg is None:
+            return
         path = self._path(self.spec.state_file)
-        if reg is None or path is None:
-            return
-        reg.state_file = path
-        recorded = read_state(path)
-        if recorded is None or recorded["version"] == reg.active:
-            return
+        tried: frozenset[Path] = frozenset()
+        if path is not None:
+            reg.state_file = path
+            recorded = read_state(path)
+            if recorded is not None:
+                if await self._restore_recorded(path, recorded):
+                    return
+                tried = frozenset({Path(recorded["path"])})
+        if self.watcher is not None:
+            version = await self.watcher.apply_present(skip=tried)
+            if version:
+                log.info(
+                    "applied the newest bundle of the watched directory",
+                    extra={"fields": {"version": version, "action": self.watcher.action}},
+                )
+
+    async def _restore_recorded(self, path: Path, recorded: dict[str, str]) -> bool:
+        """Activate the recorded bundle; False (logged) when it no longer loads."""
+        reg = self.registry
+        assert reg is not None
+        if recorded["version"] == reg.active:
+            return True
         try:
             entry, _ = await reg.load(recorded["path"])
             if entry.version != recorded["version"]:
@@ -162,12 +191,14 @@ class Admin:
                 )
             await reg.activate(entry.version)
         except AdminError as e:
+            then = "trying the watched directory" if self.watcher else "serving the configured one"
             log.warning(
-                "recorded bundle not restored; serving the configured one",
+                f"recorded bundle not restored; {then}",
                 extra={"fields": {"state_file": str(path), "error": e.message}},
             )
-            return
+            return False
         log.info("restored the recorded bundle", extra={"fields": {"version": entry.version}})
+        return True
 
     async def close(self, grace: float = 1.0) -> None:
         """Shutdown began: refuse swaps, stop the watcher and shadowing, close the admin port."""

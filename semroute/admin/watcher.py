@@ -6,7 +6,9 @@ only once its files have stayed unchanged for one full interval, so a bundle
 still being copied in is not read half-way; one that fails validation is not
 retried until its files change. Hidden names (the temp dirs `write_bundle`
 renames into place) are ignored. Entries already present when the watcher
-starts are the baseline and are not loaded.
+starts are the baseline: the scans do not act on them, but `apply_present`
+(run once at start, before SERVING) applies the newest of them, so a
+restarted server does not serve stale routes until a new file appears.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from pathlib import Path
 
 from semroute.admin import bundles
@@ -119,9 +122,68 @@ class BundleWatcher:
             self._done[name] = sig
             await self._act(self.directory / name)
 
-    async def _act(self, path: Path) -> None:
+    async def apply_present(self, skip: frozenset[Path] = frozenset()) -> str:
+        """At start: apply (activate, or shadow) the newest valid bundle of the baseline;
+        returns its version, or "" when there is none.
+
+        Newest by the manifest's `created_at` (the build time: copying a bundle in
+        resets its files' times), ties broken by the entry name, later wins. A bundle
+        that does not load is refused with a log line and the next newest is tried,
+        as a bad new bundle leaves the running server on the last good one; with none
+        valid the configured index keeps serving. `skip`: paths already tried (the
+        state file's bundle).
+        """
+        loop = asyncio.get_running_loop()
+        dated: list[tuple[str, str, Path]] = []
+        skipped = {p.resolve() for p in skip}
+        for name in sorted(self._done):
+            path = self.directory / name
+            if path.resolve() in skipped:
+                continue
+            try:
+                created = await loop.run_in_executor(None, self._created_at, path)
+            except Exception as e:  # BundleError, OSError: unreadable
+                self.rejected += 1
+                self.last_error = f"{name}: {e}"
+                self._refused(path, str(e))
+                continue
+            dated.append((created, name, path))
+        for _, _, path in sorted(dated, reverse=True):
+            if self.registry.closing:
+                break
+            version = await self._act(path)
+            if version:
+                return version
+            self._refused(path, self.last_error)
+        if dated:
+            log.warning(
+                "no bundle in the watched directory loads; serving the configured index",
+                extra={"fields": {"dir": str(self.directory)}},
+            )
+        return ""
+
+    def _created_at(self, path: Path) -> str:
+        """A bundle's build time from its manifest (an archive is unpacked to read it,
+        with the same checks as a load); raises when it cannot be read."""
+        if path.is_dir():
+            return str(bundles.peek_manifest(path).get("created_at", ""))
+        reg = self.registry
+        bundle_dir = bundles.unpack_archive(path, reg.staging_root, reg.spec.max_archive_bytes)
+        try:
+            return str(bundles.peek_manifest(bundle_dir).get("created_at", ""))
+        finally:
+            shutil.rmtree(bundles.staging_dir_of(bundle_dir, reg.staging_root), ignore_errors=True)
+
+    def _refused(self, path: Path, error: str) -> None:
+        log.warning(
+            "bundle in the watched directory refused at start",
+            extra={"fields": {"path": str(path), "error": error}},
+        )
+
+    async def _act(self, path: Path) -> str:
+        """Load `path` and activate (or shadow) it; its version, or "" when refused."""
         if self.registry.closing:
-            return
+            return ""
         try:
             entry, _ = await self.registry.load(path)
             if self.action == "shadow":
@@ -138,6 +200,8 @@ class BundleWatcher:
         except AdminError as e:
             self.rejected += 1
             self.last_error = f"{path.name}: {e.message}"
+            return ""
+        return entry.version
 
     def status(self) -> dict[str, object]:
         return {

@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from semroute.admin.bundles import serving_config
 from semroute.admin.runtime import Admin
 from semroute.config import Config, ServerSpec, load_config
 from semroute.encoder import Encoder, default_model_dir
@@ -290,8 +291,10 @@ def run_process(config_path: str | None, host: str, port: int, index_dir: str | 
     from semroute.logs import setup_logging
 
     setup_logging()
-    config = load_config(config_path)
-    app = App(config, host, port, index_dir=Path(index_dir) if index_dir else None)
+    index = Path(index_dir) if index_dir else None
+    # A self-contained bundle (--index) brings its routing sections with it.
+    config = serving_config(load_config(config_path), index)
+    app = App(config, host, port, index_dir=index)
     return uvloop.run(serve_until_signalled(app))
 
 
