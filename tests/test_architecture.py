@@ -48,7 +48,6 @@ def test_the_grpc_transport_only_adapts_the_pipeline() -> None:
         "semroute.similar_cache",
         "semroute.semantic_cache",
         "semroute.policy",
-        "semroute.messages",
     }
     reached = _imports("semroute/server/service.py") & core
     assert not reached, f"the gRPC handler reaches past the pipeline into {sorted(reached)}"
