@@ -28,6 +28,8 @@ EncodeFn = Callable[[Sequence[str]], np.ndarray]
 MIN_BUCKET_SPREAD = 48
 # Weight of the newest batch in the moving average of encoder seconds per text.
 SPEED_EWMA = 0.1
+# Shortest retry-after a refusal suggests.
+MIN_RETRY_AFTER_S = 0.005
 
 
 @dataclass(slots=True)
@@ -84,6 +86,11 @@ class MicroBatcher:
     def expected_wait_s(self) -> float:
         """Seconds a text queued now would wait for the encoder, from measured speed."""
         return self._queued * self._seconds_per_text / self.parallelism
+
+    def retry_after_s(self) -> float:
+        """When a refused caller should retry: once the queue ahead of it has drained
+        (never sooner than one encoder run), so refused callers do not spin."""
+        return max(self.expected_wait_s(), self._seconds_per_text, MIN_RETRY_AFTER_S)
 
     def refusal(self, time_left_s: float | None = None) -> str | None:
         """Why a new text should be refused now, for the caller's RESOURCE_EXHAUSTED; else

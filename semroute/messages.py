@@ -247,10 +247,13 @@ def item_bytes(sequence: int, request_id: str, reply: pb.RouteDecision | bytes) 
     return out
 
 
-def error_item(sequence: int, request_id: str, code: int, message: str) -> bytes:
-    """A `RouteItem` carrying an error (a google.rpc.Code value and the message)."""
+def error_item(
+    sequence: int, request_id: str, code: int, message: str, retry_after_ms: int = 0
+) -> bytes:
+    """A `RouteItem` carrying an error (a google.rpc.Code value, the message, and for a
+    refusal under load when to retry)."""
     return pb.RouteItem(
-        error=pb.ItemError(code=code, message=message),
+        error=pb.ItemError(code=code, message=message, retry_after_ms=retry_after_ms),
         sequence=sequence,
         request_id=request_id,
     ).SerializeToString()

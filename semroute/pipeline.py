@@ -176,7 +176,9 @@ class Pipeline:
         limit = self._limits.max_concurrent_requests
         if self._inflight >= limit:
             raise RoutingError(
-                "RESOURCE_EXHAUSTED", f"over {limit} concurrent requests; retry with backoff"
+                "RESOURCE_EXHAUSTED",
+                f"over {limit} concurrent requests; retry with backoff",
+                retry_after_s=batcher.retry_after_s(),
             )
         self._inflight += 1
         try:
@@ -273,7 +275,9 @@ class Pipeline:
             # transport before the pipeline counts: the deadline is absolute).
             remaining = time_remaining() if time_remaining is not None else None
             if (refusal := batcher.refusal(remaining)) is not None:
-                raise RoutingError("RESOURCE_EXHAUSTED", refusal)
+                raise RoutingError(
+                    "RESOURCE_EXHAUSTED", refusal, retry_after_s=batcher.retry_after_s()
+                )
             embedding = await batcher.embed(query.text)
             decision = router.decide(plan, embedding)
         if log.isEnabledFor(logging.DEBUG):

@@ -102,7 +102,10 @@ class Decision:
 class RoutingError(Exception):
     """A request that cannot be routed as asked; `code` names the gRPC status."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.code = code  # "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | ...
         self.message = message
+        # For a refusal under load: when a retry could succeed (sent to clients as
+        # gRPC server pushback, `grpc-retry-pushback-ms`).
+        self.retry_after_s = retry_after_s

@@ -285,6 +285,10 @@ async def test_past_max_queue_wait_ms_is_refused(
     assert isinstance(extra, grpc.aio.AioRpcError)
     assert extra.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "max_queue_wait_ms 100" in extra.details()
+    # Server pushback: retry once the queue ahead has drained (its expected wait, over
+    # the 100 ms budget), not in a spin.
+    pushback = dict(extra.trailing_metadata() or ())["grpc-retry-pushback-ms"]
+    assert int(pushback) >= 100
 
 
 def test_sigterm_drains_a_serve_process(index_dir: Path, tmp_path: Path) -> None:

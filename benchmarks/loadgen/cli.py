@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="route (unary, default), batch (RouteBatch of --batch-size) or stream (RouteStream)",
     )
     g.add_argument("--batch-size", type=int, default=S, help="--rpc batch: items per call (16)")
+    g.add_argument(
+        "--pushback",
+        choices=("honour", "ignore"),
+        default=S,
+        help="closed loop after a refusal: wait the server's grpc-retry-pushback-ms (default) "
+        "or retry after 1 ms",
+    )
 
     g = ap.add_argument_group("requests")
     g.add_argument("--mix", choices=MIXES, default=S, help="prompt mix (default unique)")

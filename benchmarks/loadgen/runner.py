@@ -64,6 +64,7 @@ class Scenario:
     baseline: bool = False
     rpc: str = "route"  # route | batch (client-side batches of batch_size) | stream
     batch_size: int = 16
+    pushback: str = "honour"  # closed loop after a refusal: honour | ignore (retry in 1 ms)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scenario:
@@ -85,6 +86,8 @@ class Scenario:
             raise ValueError(f"mix must be one of {MIXES}, got {sc.mix!r}")
         if sc.knobs not in KNOBS:
             raise ValueError(f"knobs must be one of {KNOBS}, got {sc.knobs!r}")
+        if sc.pushback not in ("honour", "ignore"):
+            raise ValueError("pushback must be honour or ignore")
         if sc.rpc not in RPCS:
             raise ValueError(f"rpc must be one of {RPCS}, got {sc.rpc!r}")
         if not 1 <= sc.batch_size <= 256:
@@ -202,6 +205,7 @@ def _drive(sc: Scenario, target: str, server_pid: int | None) -> dict[str, Any]:
             use_uvloop=sc.uvloop,
             rpc=sc.rpc,
             batch_size=sc.batch_size,
+            pushback=sc.pushback,
         )
         for i in range(n)
     ]
@@ -305,6 +309,7 @@ def _merge(
         "mode": sc.mode,
         "mix": sc.mix,
         "rpc": sc.rpc,
+        "pushback": sc.pushback if sc.mode == "closed" else None,
         "batch_size": sc.batch_size if sc.rpc == "batch" else None,
         "requests": total,
         "ok": ok,

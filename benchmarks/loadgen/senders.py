@@ -20,17 +20,34 @@ RPCS = ("route", "batch", "stream")
 BATCH_LINGER_S = 0.0005
 
 
-class ItemFailed(Exception):
-    """One batch or stream item came back with an error (its status code name)."""
+PUSHBACK = "grpc-retry-pushback-ms"
 
-    def __init__(self, code: str) -> None:
+
+class ItemFailed(Exception):
+    """One batch or stream item came back with an error (its status code name, and the
+    seconds the server asked to wait before a retry, 0 when it did not say)."""
+
+    def __init__(self, code: str, retry_after_s: float = 0.0) -> None:
         super().__init__(code)
         self.code = code
+        self.retry_after_s = retry_after_s
+
+
+def pushback_s(trailers: Any) -> float:
+    """The server pushback of a failed call in seconds (0 when absent or unreadable)."""
+    for key, value in trailers or ():
+        if key == PUSHBACK:
+            try:
+                return max(0.0, int(value) / 1000)
+            except ValueError:
+                return 0.0
+    return 0.0
 
 
 def _decision(item: router_pb2.RouteItem) -> router_pb2.RouteDecision:
     if item.HasField("error"):
-        raise ItemFailed(grpc.StatusCode(_STATUS[item.error.code]).name)
+        code = grpc.StatusCode(_STATUS[item.error.code]).name
+        raise ItemFailed(code, item.error.retry_after_ms / 1000)
     return item.decision
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 
 from benchmarks.loadgen import hist
-from benchmarks.loadgen.senders import ItemFailed, make_sender
+from benchmarks.loadgen.senders import ItemFailed, make_sender, pushback_s
 from benchmarks.prompts import PromptMix, RequestFactory, load_pool
 from semroute.v1 import router_pb2, router_pb2_grpc
 
@@ -79,6 +79,9 @@ class WorkerConfig:
     use_uvloop: bool = True
     rpc: str = "route"  # route | batch | stream (benchmarks.loadgen.senders)
     batch_size: int = 16
+    # Closed loop, after a refusal: wait what the server's pushback says (as a gRPC client
+    # with a retry policy does), or retry after 1 ms whatever it says ("ignore").
+    pushback: str = "honour"
 
 
 class _Stats:
@@ -142,9 +145,10 @@ async def _call(
     timeout: float,
     sched_ns: int,
     stats: _Stats | None,
-) -> bool:
+) -> float | None:
     """One request (through the run's sender: Route, a batch or a stream); records into
-    ``stats`` when it belongs to the measured window."""
+    ``stats`` when it belongs to the measured window. None when it succeeded, else the
+    seconds the server's pushback asked to wait before a retry (0: none given)."""
     sent = now_ns()
     if stats is not None:
         if not stats.first_send_ns:
@@ -155,18 +159,18 @@ async def _call(
     except grpc.aio.AioRpcError as e:
         if stats is not None:
             stats.failed(e.code().name, now_ns())
-        return False
+        return pushback_s(e.trailing_metadata())
     except ItemFailed as e:
         if stats is not None:
             stats.failed(e.code, now_ns())
-        return False
+        return e.retry_after_s
     except Exception as e:  # a client-side failure must not kill the run: count it
         if stats is not None:
             stats.failed(f"CLIENT_{type(e).__name__}", now_ns())
-        return False
+        return 0.0
     if stats is not None:
         stats.done(sched_ns, sent, now_ns(), resp)
-    return True
+    return None
 
 
 async def _closed_loop(
@@ -188,9 +192,10 @@ async def _closed_loop(
             req, kind = next_req()
             if measuring:
                 stats.kinds[kind] += 1
-            ok = await _call(sender, req, cfg.timeout_s, now_ns(), stats if measuring else None)
-            if not ok:
-                await asyncio.sleep(0.001)  # no hot spin against a failing server
+            retry = await _call(sender, req, cfg.timeout_s, now_ns(), stats if measuring else None)
+            if retry is not None:  # no hot spin against a failing server
+                honour = cfg.pushback == "honour"
+                await asyncio.sleep(max(retry, 0.001) if honour else 0.001)
 
     await asyncio.gather(*(caller() for _ in range(cfg.concurrency)))
 

@@ -22,6 +22,9 @@ from semroute.types import RoutingError
 from semroute.v1 import router_pb2 as pb
 from semroute.v1 import router_pb2_grpc
 
+# The gRPC metadata key of server pushback (gRPC retry design A6).
+PUSHBACK = "grpc-retry-pushback-ms"
+
 
 class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     def __init__(self, pipeline: Pipeline, limits: ServerSpec) -> None:
@@ -37,8 +40,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         try:
             return await self._pipeline.decide(request, context.time_remaining)
         except RoutingError as e:
-            await context.abort(grpc.StatusCode[e.code], e.message)
-            raise AssertionError("unreachable: abort raises") from e
+            await _abort(context, e)
 
     async def RouteBatch(
         self, request: pb.RouteBatchRequest, context: grpc.aio.ServicerContext
@@ -121,7 +123,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         try:
             reply = await self._pipeline.decide_uncached(req, time_remaining)
         except RoutingError as e:
-            return seq, error_item(seq, rid, grpc.StatusCode[e.code].value[0], e.message)
+            retry_ms = round(e.retry_after_s * 1000) if e.retry_after_s is not None else 0
+            code = grpc.StatusCode[e.code].value[0]
+            return seq, error_item(seq, rid, code, e.message, retry_ms)
         return seq, item_bytes(seq, rid, reply)
 
     async def LookupResponse(
@@ -130,8 +134,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         try:
             return await self._pipeline.lookup_response(request)
         except RoutingError as e:
-            await context.abort(grpc.StatusCode[e.code], e.message)
-            raise AssertionError("unreachable: abort raises") from e
+            await _abort(context, e)
 
     async def StoreResponse(
         self, request: pb.StoreResponseRequest, context: grpc.aio.ServicerContext
@@ -139,8 +142,18 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         try:
             return await self._pipeline.store_response(request)
         except RoutingError as e:
-            await context.abort(grpc.StatusCode[e.code], e.message)
-            raise AssertionError("unreachable: abort raises") from e
+            await _abort(context, e)
+
+
+async def _abort(context: grpc.aio.ServicerContext, e: RoutingError) -> None:
+    """End the call with the error's status; a refusal under load carries gRPC server
+    pushback (`grpc-retry-pushback-ms`), which tells clients when a retry can succeed
+    instead of letting them hammer a saturated server."""
+    trailers = ()
+    if e.retry_after_s is not None:
+        trailers = ((PUSHBACK, str(max(1, round(e.retry_after_s * 1000)))),)
+    await context.abort(grpc.StatusCode[e.code], e.message, trailing_metadata=trailers)
+    raise AssertionError("unreachable: abort raises") from e
 
 
 def _ensure_id(request: pb.RouteRequest) -> str:
