@@ -1,0 +1,1 @@
+"""Adapters that let AI gateways ask semroute for a model (each imports its gateway lazily)."""
