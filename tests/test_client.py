@@ -44,14 +44,18 @@ class ScriptedRouter(router_pb2_grpc.RouterServiceServicer):
         self.script: list[grpc.StatusCode] = []
         self.attempts = 0
         self.hold_s = 0.0
+        self.pushback_ms: str | None = None  # sent with a refusal, like semroute under load
         self._lock = threading.Lock()
         self._release = threading.Event()
 
-    def reset(self, *script: grpc.StatusCode, hold_s: float = 0.0) -> None:
+    def reset(
+        self, *script: grpc.StatusCode, hold_s: float = 0.0, pushback_ms: str | None = None
+    ) -> None:
         with self._lock:
             self.script = list(script)
             self.attempts = 0
             self.hold_s = hold_s
+            self.pushback_ms = pushback_ms
 
     def release(self) -> None:
         self._release.set()
@@ -66,6 +70,8 @@ class ScriptedRouter(router_pb2_grpc.RouterServiceServicer):
         if hold:
             self._release.wait(hold)  # bounded: the client's deadline ends the call first
         if code != grpc.StatusCode.OK:
+            if self.pushback_ms is not None:
+                context.set_trailing_metadata((("grpc-retry-pushback-ms", self.pushback_ms),))
             context.abort(code, f"scripted {code.name}")
         return router_pb2.RouteDecision(
             request_id=request.request_id or "fake-1",
@@ -104,6 +110,25 @@ U, R, INV = (
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.INVALID_ARGUMENT,
 )
+
+
+@pytest.mark.parametrize(
+    ("pushback_ms", "attempts"),
+    [
+        ("1", 2),  # short pushback: waited, then retried
+        ("60000", 1),  # a pushback past the deadline: no retry into the same refusal
+        ("garbage", 2),  # unreadable: plain backoff
+    ],
+)
+def test_server_pushback_sets_the_retry_pause(
+    fake: tuple[ScriptedRouter, str], pushback_ms: str, attempts: int
+) -> None:
+    servicer, target = fake
+    servicer.reset(R, pushback_ms=pushback_ms)
+    with SemrouteClient(target, timeout=SLOW_OK, retry=PATIENT) as client:
+        d = client.route_or_default("hello there", default_model="cheap")
+    assert servicer.attempts == attempts
+    assert d.model == ("cheap" if attempts == 1 else "fake-model")
 
 
 @pytest.mark.parametrize(

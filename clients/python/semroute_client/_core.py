@@ -66,18 +66,46 @@ class RetryPolicy:
         return rng.uniform(0.0, cap)
 
     def next_pause(
-        self, code: grpc.StatusCode | None, attempts: int, deadline: float, rng: random.Random
+        self,
+        code: grpc.StatusCode | None,
+        attempts: int,
+        deadline: float,
+        rng: random.Random,
+        pushback_s: float | None = None,
     ) -> float | None:
-        """The pause before another attempt, or None when the call should give up now."""
+        """The pause before another attempt, or None when the call should give up now.
+
+        A server that refuses under load says when a retry can succeed (gRPC server
+        pushback): the pause is at least that, and when the deadline cannot wait that
+        long the call gives up at once (then the caller fails open) instead of
+        retrying into the same refusal."""
         if code not in RETRYABLE or attempts >= self.max_attempts:
             return None
         pause = self.pause(attempts, rng)
+        if pushback_s is not None:
+            pause = max(pause, pushback_s)
         if deadline - time.monotonic() - pause < self.min_attempt_s:
             return None
         return pause
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+#: The trailer in which semroute (like any gRPC server using server pushback) says how
+#: many milliseconds to wait before retrying a refused call.
+PUSHBACK = "grpc-retry-pushback-ms"
+
+
+def pushback_s(err: grpc.RpcError) -> float | None:
+    """The server pushback of a failed call, in seconds (None when it sent none)."""
+    trailers = getattr(err, "trailing_metadata", None)
+    for key, value in (trailers() if callable(trailers) else None) or ():
+        if key == PUSHBACK:
+            try:
+                return max(0.0, int(value) / 1000)
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 @dataclass(frozen=True, slots=True)

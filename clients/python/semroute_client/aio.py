@@ -20,6 +20,7 @@ from semroute_client._core import (
     check_timeout,
     credentials,
     error_name,
+    pushback_s,
 )
 from semroute_client.v1 import router_pb2, router_pb2_grpc
 
@@ -120,7 +121,9 @@ class AsyncSemrouteClient:
                     metadata=self._metadata,
                 )
             except grpc.RpcError as err:
-                pause = self.retry.next_pause(err.code(), attempts, deadline, self._rng)
+                pause = self.retry.next_pause(
+                    err.code(), attempts, deadline, self._rng, pushback_s(err)
+                )
                 if pause is None:
                     raise
                 await asyncio.sleep(pause)

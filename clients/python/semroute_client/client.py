@@ -18,6 +18,7 @@ from semroute_client._core import (
     check_timeout,
     credentials,
     error_name,
+    pushback_s,
 )
 from semroute_client.v1 import router_pb2, router_pb2_grpc
 
@@ -117,7 +118,9 @@ class SemrouteClient:
                     metadata=self._metadata,
                 )
             except grpc.RpcError as err:
-                pause = self.retry.next_pause(err.code(), attempts, deadline, self._rng)
+                pause = self.retry.next_pause(
+                    err.code(), attempts, deadline, self._rng, pushback_s(err)
+                )
                 if pause is None:
                     raise
                 time.sleep(pause)
