@@ -371,6 +371,20 @@ def test_other_models_and_non_json_bodies_pass_through_unchanged(
         assert not any(h.startswith(("x-selected-model", "x-semroute-")) for h in seen.headers)
 
 
+def test_a_client_cannot_pick_the_backend_with_the_header(
+    routed: Envoy, backends: dict[str, Backend], expected: dict[str, str]
+) -> None:
+    """internal_only_headers strips a client's x-selected-model before routing, so a
+    request semroute passes through still takes the default route."""
+    body = chat("gpt-4o-mini", PROMPTS["claude-opus-4.5"])
+    status, _, _ = routed.request(
+        "/v1/chat/completions", body, {"x-selected-model": "claude-opus-4.5"}
+    )
+    assert status == 200
+    seen = only_request(backends, "default_llm")
+    assert seen.body == body and "x-selected-model" not in seen.headers
+
+
 def test_without_clear_route_cache_envoy_keeps_the_stale_route(
     tmp_path_factory: pytest.TempPathFactory,
     index_dir: Path,
