@@ -27,7 +27,13 @@ from benchmarks.loadgen.cli import host_info
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
-HARNESSES = ("route_request", "config_yaml", "bundle_manifest", "bundle_archive")
+HARNESSES = (
+    "route_request",
+    "openai_body",
+    "config_yaml",
+    "bundle_manifest",
+    "bundle_archive",
+)
 STAT = re.compile(r"^stat::(\w+):\s+(\d+)", re.M)
 COV = re.compile(r"cov: (\d+) ft: (\d+)")
 

@@ -370,6 +370,28 @@ class AdminSpec(_Frozen):
         return self
 
 
+class ExtProcSpec(_Frozen):
+    """Envoy ext_proc (`envoy.service.ext_proc.v3.ExternalProcessor` on the serving port).
+
+    Requests whose OpenAI-style body names one of `models` are routed: the body's `model`
+    is rewritten to the decision's and `x-selected-model` is set for Envoy's route table.
+    Anything else passes through unchanged (examples/envoy/README.md).
+    """
+
+    enabled: bool = True
+    # The `model` values that ask semroute to choose; any other model passes through.
+    models: frozenset[str] = frozenset({"auto"})
+    # Larger bodies pass through unparsed. The gRPC message limit grows with it, so
+    # Envoy's buffered body (up to its buffer limit) reaches the adapter whole.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Keep equal to the filter's `message_timeout` in Envoy: a decision that cannot be
+    # made before Envoy gives up is refused at once instead of queueing for the encoder.
+    message_timeout_ms: float = Field(default=200.0, gt=0)
+    # Tells Envoy to pick the route again after the header is set. False only to show
+    # (tests/test_envoy.py) that Envoy then keeps the route it chose before the body.
+    clear_route_cache: bool = True
+
+
 class Config(_Frozen):
     models: tuple[ModelSpec, ...] = Field(min_length=1)
     routes: tuple[RouteSpec, ...] = Field(min_length=1)
@@ -384,6 +406,7 @@ class Config(_Frozen):
     response_cache: ResponseCacheSpec = ResponseCacheSpec()
     batching: BatchingSpec = BatchingSpec()
     admin: AdminSpec = AdminSpec()
+    ext_proc: ExtProcSpec = ExtProcSpec()
     # Where `semroute index build` writes and `serve` reads the index bundle;
     # relative paths are resolved against the config file's directory.
     index_path: Path = Path("../var/index/default")

@@ -52,6 +52,12 @@ def test_the_grpc_transport_only_adapts_the_pipeline() -> None:
     reached = _imports("semroute/server/service.py") & core
     assert not reached, f"the gRPC handler reaches past the pipeline into {sorted(reached)}"
     assert "semroute.pipeline" in _imports("semroute/server/service.py")
+    # Envoy ext_proc: the pipeline, plus only the body parser and as_decision of messages.
+    ext_proc = _imports("semroute/server/ext_proc.py")
+    reached = ext_proc & (core - {"semroute.messages"})
+    assert not reached, f"the ext_proc adapter reaches past the pipeline into {sorted(reached)}"
+    assert {"semroute.pipeline", "semroute.openai_body"} <= ext_proc
+    assert "decide(" in (REPO / "semroute/server/ext_proc.py").read_text()
 
 
 def test_admin_reaches_serving_only_through_its_seams() -> None:

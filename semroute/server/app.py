@@ -32,6 +32,7 @@ from semroute.pipeline import Pipeline
 from semroute.route_index import TextEncoder
 from semroute.router import Router, RoutingState
 from semroute.server.decoding import BadInputLog, GuardedServer
+from semroute.server.ext_proc import ExtProcServicer, add_ext_proc_service
 from semroute.server.service import RouterServicer, add_router_service
 from semroute.server.tls import CertificateReloader
 from semroute.v1 import router_pb2
@@ -128,6 +129,8 @@ class App:
         # The one decide() every transport adapts; RouterService is the gRPC one.
         self.pipeline = Pipeline(config, self.pool)
         self.servicer = RouterServicer(self.pipeline, config.server)
+        # Envoy ext_proc on the same port (config.ext_proc); its counters() say what passed through.
+        self.ext_proc = ExtProcServicer(self.pipeline, config.ext_proc)
         # AdminService (index hot-swap): None unless an admin token or mTLS is configured.
         self.admin = Admin.from_config(config, self.bad_input)
         self.server: grpc.aio.Server | None = None
@@ -151,7 +154,10 @@ class App:
                 ("grpc.server.max_pending_requests", transport),
                 (
                     "grpc.max_receive_message_length",
-                    self.config.server.max_prompt_bytes * 4 + 65536,
+                    max(
+                        self.config.server.max_prompt_bytes * 4, self.config.ext_proc.max_body_bytes
+                    )
+                    + 65536,
                 ),
             ],
         )
@@ -159,12 +165,16 @@ class App:
         guarded = GuardedServer(server, self.bad_input)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
         admin_names = self.admin.register(guarded) if self.admin else ()
+        ext_proc_names = (
+            add_ext_proc_service(self.ext_proc, guarded) if self.config.ext_proc.enabled else ()
+        )
         if limits.reflection:
             reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
                 reflection.aio.ReflectionServicer(
                     (
                         SERVICE_NAME,
                         *admin_names,
+                        *ext_proc_names,
                         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                         reflection.SERVICE_NAME,
                     )
