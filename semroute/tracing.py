@@ -138,13 +138,15 @@ def server_interceptors() -> list[Any]:
         return []
     try:
         from opentelemetry.instrumentation.grpc import aio_server_interceptor
+        from opentelemetry.instrumentation.grpc.filters import health_check, negate
     except ImportError:
         log.warning(
             "opentelemetry-instrumentation-grpc is not installed: spans start at "
             "semroute.decide and do not continue the caller's trace"
         )
         return []
-    return [aio_server_interceptor(tracer_provider=_provider)]
+    # Health checks (polled by every load balancer) would bury the Route traces.
+    return [aio_server_interceptor(tracer_provider=_provider, filter_=negate(health_check()))]
 
 
 # --- pipeline hooks -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from semroute import tracing
 from semroute.config import Config
@@ -107,13 +108,16 @@ async def test_a_route_call_continues_the_callers_trace(
             with pytest.raises(grpc.aio.AioRpcError) as internal:
                 await rs.Route(pb.RouteRequest(prompt=PROMPT + " again"), metadata=TRACEPARENT)
             assert internal.value.code() == grpc.StatusCode.INTERNAL
+            async with grpc.aio.insecure_channel(target) as ch:
+                check = health_pb2_grpc.HealthStub(ch).Check
+                await check(health_pb2.HealthCheckRequest(), metadata=TRACEPARENT)
     spans = exporter.get_finished_spans()
     assert not tracing.ENABLED
 
     # Everything belongs to the caller's trace; the server spans are children of its span.
     assert spans and {f"{s.context.trace_id:032x}" for s in spans} == {TRACE_ID}
     servers = [s for s in spans if s.kind == SpanKind.SERVER]
-    assert len(servers) == 4
+    assert [s.name for s in servers] == ["/semroute.v1.RouterService/Route"] * 4  # no health
     assert {f"{s.parent.span_id:016x}" for s in servers} == {PARENT_ID}
     decides = [s for s in spans if s.name == "semroute.decide"]
     assert len(decides) == 4
