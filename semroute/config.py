@@ -370,6 +370,7 @@ class DecisionLogSpec(_Frozen):
     loop; `semroute replay` re-decides it against a candidate bundle (offline shadow)."""
 
     # The log file (relative: to the config file's directory); None turns the log off.
+    # `{pid}` in it is replaced by the process id: one file per `--workers` process.
     path: Path | None = None
     # Share of decisions written (cache hits included).
     sample_rate: float = Field(default=0.01, ge=0, le=1)

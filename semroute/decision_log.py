@@ -85,7 +85,9 @@ class DecisionLog:
         spec = config.decision_log
         if spec.path is None:
             return None
-        return cls(spec, config.resolve(spec.path), config.server)
+        # `{pid}` gives each of `--workers N` processes its own file (and its own rotation).
+        path = Path(str(spec.path).replace("{pid}", str(os.getpid())))
+        return cls(spec, config.resolve(path), config.server)
 
     # --- the event loop's side ----------------------------------------------------------
 

@@ -213,3 +213,16 @@ def test_replay_refuses_a_missing_bundle(
     with tempfile.TemporaryDirectory() as empty:
         assert main(["replay", str(log), "--bundle", str(Path(empty) / "nope")]) == 2
     assert "no such bundle" in capsys.readouterr().err
+
+
+def test_one_file_per_process_with_pid_in_the_path(tmp_path: Path, config: Config) -> None:
+    import os
+
+    assert DecisionLog.from_config(config) is None  # the default config: off
+    cfg = _with_log(config, tmp_path / "d-{pid}.jsonl", 1.0)
+    dlog = DecisionLog.from_config(cfg)
+    assert dlog is not None
+    try:
+        assert dlog.path == tmp_path / f"d-{os.getpid()}.jsonl"
+    finally:
+        dlog.close()
