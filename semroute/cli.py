@@ -69,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_out", help="write the metrics as JSON here")
     p.set_defaults(func=_eval_routes)
 
+    p = sub.add_parser(
+        "replay", help="re-decide a decision log against a candidate bundle and diff (offline)"
+    )
+    p.add_argument("log", nargs="+", help="decision log file(s) (decision_log.path, rotated too)")
+    p.add_argument("--bundle", required=True, help="candidate bundle: a directory or .tar.gz")
+    p.add_argument("--config", help="YAML config for the encoder (default: configs/default.yaml)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_replay)
+
     _register_tools(sub)
     return parser
 
@@ -176,6 +185,27 @@ def _eval_routes(args: argparse.Namespace) -> int:
     print(format_report(metrics))
     print(f"confusion matrix: {png}")
     return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """Exit 0 when decisions were replayed, 1 when none could be (no prompts), 2 on bad input."""
+    from semroute.bundle import BundleError
+    from semroute.replay import ReplayReport, candidate_router, format_report, read_records, replay
+
+    logs = [Path(p) for p in args.log]
+    missing = [str(p) for p in logs if not p.is_file()]
+    if missing:
+        print(f"semroute replay: no such log: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        router = candidate_router(Path(args.bundle), args.config)
+    except BundleError as e:
+        print(f"semroute replay: {e}", file=sys.stderr)
+        return 2
+    report = ReplayReport()
+    replay(read_records(logs, report), router, report)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else format_report(report))
+    return 0 if report.replayed else 1
 
 
 def _encoder(config: Config) -> Encoder:

@@ -392,6 +392,24 @@ class ExtProcSpec(_Frozen):
     clear_route_cache: bool = True
 
 
+class DecisionLogSpec(_Frozen):
+    """A sampled record of decisions as JSON lines, size-rotated, written off the event
+    loop; `semroute replay` re-decides it against a candidate bundle (offline shadow)."""
+
+    # The log file (relative: to the config file's directory); None turns the log off.
+    # `{pid}` in it is replaced by the process id: one file per `--workers` process.
+    path: Path | None = None
+    # Share of decisions written (cache hits included).
+    sample_rate: float = Field(default=0.01, ge=0, le=1)
+    # The file is rotated before it would pass this size; `backups` older files are kept.
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    backups: int = Field(default=5, ge=0, le=1000)
+    # The prompt text in each line (replay needs it). Off: a keyed digest and the length only.
+    include_prompt: bool = False
+    # Decisions waiting for the writer thread; past it they are dropped and counted.
+    max_queue: int = Field(default=10_000, ge=1)
+
+
 class Config(_Frozen):
     models: tuple[ModelSpec, ...] = Field(min_length=1)
     routes: tuple[RouteSpec, ...] = Field(min_length=1)
@@ -407,6 +425,7 @@ class Config(_Frozen):
     batching: BatchingSpec = BatchingSpec()
     admin: AdminSpec = AdminSpec()
     ext_proc: ExtProcSpec = ExtProcSpec()
+    decision_log: DecisionLogSpec = DecisionLogSpec()
     # Where `semroute index build` writes and `serve` reads the index bundle;
     # relative paths are resolved against the config file's directory.
     index_path: Path = Path("../var/index/default")

@@ -30,9 +30,11 @@ from typing import Protocol
 
 import numpy as np
 
+from semroute import tracing
 from semroute.batcher import MicroBatcher
 from semroute.config import Config
 from semroute.decision_cache import DecisionCache, constraints_key, prompt_key
+from semroute.decision_log import DecisionLog
 from semroute.messages import (
     cache_template,
     decision_to_proto,
@@ -96,6 +98,8 @@ class Pipeline:
         # Set once the model and index are loaded; None means still loading.
         self.router: Router | None = None
         self.tap: DecisionTap | None = None
+        # Sampled decisions, written by a thread (None: decision_log.path unset).
+        self.decisions: DecisionLog | None = DecisionLog.from_config(config)
 
     @property
     def wire_hits(self) -> int:
@@ -162,7 +166,12 @@ class Pipeline:
         if self.tap is not None:
             self.tap.observe(lambda: query_from_proto(request, self._limits), state)
         rid = request_id or request.request_id or uuid.uuid4().hex
-        return blob + stamp(rid, t0)
+        reply = blob + stamp(rid, t0)
+        if tracing.ENABLED:
+            tracing.exact_hit(reply, t0)
+        if self.decisions is not None and self.decisions.sampled():
+            self.decisions.record(request, reply)
+        return reply
 
     async def decide_uncached(
         self, request: pb.RouteRequest, time_remaining: TimeRemaining | None = None
@@ -181,17 +190,31 @@ class Pipeline:
                 retry_after_s=batcher.retry_after_s(),
             )
         self._inflight += 1
+        span = tracing.open_decide(t0) if tracing.ENABLED else None
+        reply = None
         try:
-            query = query_from_proto(request, self._limits)
-            return await self._cached_or_decided(router, batcher, query, t0, wire, time_remaining)
-        except (RoutingError, asyncio.CancelledError):
+            with tracing.stage("validate"):
+                query = query_from_proto(request, self._limits)
+            reply = await self._cached_or_decided(router, batcher, query, t0, wire, time_remaining)
+            if self.decisions is not None and self.decisions.sampled():
+                self.decisions.record(request, reply)
+            return reply
+        except RoutingError as e:
+            if span is not None:
+                tracing.failed(span, e.code, e.message)
+            raise
+        except asyncio.CancelledError:
             raise
         except Exception as e:
             self._log_failure(e, request)
             message = f"internal error routing request {request.request_id!r}; see server logs"
+            if span is not None:
+                tracing.failed(span, "INTERNAL", message)
             raise RoutingError("INTERNAL", message) from None
         finally:
             self._inflight -= 1
+            if span is not None:
+                tracing.close_decide(span, reply)
 
     async def _cached_or_decided(
         self,
@@ -214,12 +237,13 @@ class Pipeline:
         if self.cache is None:
             response, _ = await self._decide(router, batcher, state, query, None, time_remaining)
             return response
-        knob = state.policy.knob(query)
-        constraints = constraints_key(query, knob, state.config.version, state.index.version)
-        key = prompt_key(query.text, constraints)
-        blob = self.cache.get(key)
-        if blob is None and (leader := self._leaders.get(key)) is not None:
-            blob = await asyncio.shield(leader)  # None: the leader failed, decide ourselves
+        with tracing.stage("decision_cache"):
+            knob = state.policy.knob(query)
+            constraints = constraints_key(query, knob, state.config.version, state.index.version)
+            key = prompt_key(query.text, constraints)
+            blob = self.cache.get(key)
+            if blob is None and (leader := self._leaders.get(key)) is not None:
+                blob = await asyncio.shield(leader)  # None: the leader failed, decide ourselves
         if blob is not None:
             if self.tap is not None:
                 self.tap.observe(query, state)
@@ -258,17 +282,20 @@ class Pipeline:
         the request's `constraints_key`; None without the caches) before the fast tier,
         then the encoder (micro-batched) and the rest. Also returns the similar-prompt
         cache's probe of a miss, to store the decision under."""
-        plan = router.plan(query, state)
+        with tracing.stage("rules"):
+            plan = router.plan(query, state)
         embedding = None  # the encoder's, when it ran (the tap reuses it)
         probe = static = None
         if plan.needs_encoder and self.similar is not None and constraints is not None:
-            blob, probe = self.similar.lookup(query.text, constraints)
+            with tracing.stage("similar_cache"):
+                blob, probe = self.similar.lookup(query.text, constraints)
             if blob is not None:
                 if self.tap is not None:
                     self.tap.observe(query, state)
                 return similar_decision(blob, query.request_id, plan.started_ns), None
             static = (probe.embedding, probe.encode_ns)
-        decision = router.early(plan, static)
+        with tracing.stage("fast_tier" if plan.needs_encoder else "policy"):
+            decision = router.early(plan, static)
         if decision is None:
             # Refused at once when the encoder is saturated, or when the caller's
             # deadline ends before its expected wait does (time spent queued in the
@@ -278,8 +305,10 @@ class Pipeline:
                 raise RoutingError(
                     "RESOURCE_EXHAUSTED", refusal, retry_after_s=batcher.retry_after_s()
                 )
-            embedding = await batcher.embed(query.text)
-            decision = router.decide(plan, embedding)
+            with tracing.stage("queue+encode"):
+                embedding = await batcher.embed(query.text)
+            with tracing.stage("classify+policy"):
+                decision = router.decide(plan, embedding)
         if log.isEnabledFor(logging.DEBUG):
             fields = _log_fields(decision, query.tenant)
             fields.update(prompt_fields(query.text, self._limits.redact_prompts))

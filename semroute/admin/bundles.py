@@ -36,6 +36,7 @@ from semroute.bundle import (
     check_file_names,
     no_space,
     parse_manifest,
+    read_manifest,
     sha256_file,
     write_bundle,
 )
@@ -373,6 +374,32 @@ def loader_for(kind: object) -> BundleLoader:
         known = ", ".join(sorted(LOADERS))
         raise BundleError(f"no loader for bundle kind {kind!r}; this server loads: {known}")
     return loader
+
+
+def load_path(
+    source: Path, ctx: LoadContext, staging_root: Path, max_archive_bytes: int
+) -> tuple[Loaded, dict[str, Any]]:
+    """Load the bundle at `source` (a directory or a .tar.gz) outside a registry, for
+    offline tools (`semroute replay`): unpacked, verified against the encoder and
+    loaded by its kind's loader as the registry does; the unpacked copy is removed."""
+    source = Path(source)
+    if not source.exists():
+        raise BundleError(f"{source}: no such bundle")
+    staged: Path | None = None
+    try:
+        bundle_dir = source
+        if source.is_file():
+            if not is_archive(source):
+                raise BundleError(f"{source}: neither a bundle directory nor a .tar.gz")
+            bundle_dir = unpack_archive(source, staging_root, max_archive_bytes)
+            staged = staging_dir_of(bundle_dir, staging_root)
+        loader = loader_for(peek_manifest(bundle_dir).get("kind"))
+        enc = ctx.encoder
+        manifest = read_manifest(bundle_dir, kind=loader.kind, encoder_id=enc.id, dim=enc.dim)
+        return loader.load(bundle_dir, manifest, ctx), manifest
+    finally:
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
 
 
 def eval_figures(manifest: Mapping[str, Any]) -> dict[str, float]:

@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from semroute import tracing
 from semroute.admin.bundles import serving_config
 from semroute.admin.runtime import Admin
 from semroute.config import Config, ServerSpec, load_config
@@ -147,6 +148,8 @@ class App:
             # RESOURCE_EXHAUSTED before any handler runs, so none waits unseen; Route's
             # own limit (lower) gives the clearer message first.
             maximum_concurrent_rpcs=transport,
+            # Off (no OTEL_* set): none, and calls pay nothing for tracing.
+            interceptors=tracing.server_interceptors(),
             options=[
                 ("grpc.so_reuseport", 1),
                 # Queue up to the concurrency limit instead of gRPC's default 1,000
@@ -266,6 +269,8 @@ class App:
         await self.server.stop(grace)
         self.server = None
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.pipeline.decisions is not None:  # write what is queued, off the loop
+            await asyncio.get_running_loop().run_in_executor(None, self.pipeline.decisions.close)
         log.info("stopped")
 
     async def _set_health(self, status: int) -> None:
@@ -301,6 +306,7 @@ def run_process(config_path: str | None, host: str, port: int, index_dir: str | 
     from semroute.logs import setup_logging
 
     setup_logging()
+    tracing.configure()  # from the OTEL_* environment; off when nothing is set
     index = Path(index_dir) if index_dir else None
     # A self-contained bundle (--index) brings its routing sections with it.
     config = serving_config(load_config(config_path), index)
