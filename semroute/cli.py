@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=50051)
     p.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
     p.add_argument("--index", help="index bundle dir (default: the config's index_path)")
+    p.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus /metrics here (config: metrics.port)"
+    )
+    p.add_argument("--metrics-host", help="address for /metrics (default 127.0.0.1)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("route", help="ask for a routing decision")
@@ -91,9 +95,10 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if not args.index:
         _ensure_default_index(config)
+    metrics = (args.metrics_host, args.metrics_port)
     if args.workers > 1:
-        return run_workers(args.config, args.host, args.port, args.index, args.workers)
-    return run_process(args.config, args.host, args.port, args.index)
+        return run_workers(args.config, args.host, args.port, args.index, args.workers, *metrics)
+    return run_process(args.config, args.host, args.port, args.index, *metrics)
 
 
 def _eval_routes(args: argparse.Namespace) -> int:

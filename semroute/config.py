@@ -365,6 +365,17 @@ class AdminSpec(_Frozen):
         return self
 
 
+class MetricsSpec(_Frozen):
+    """Prometheus `/metrics` (`semroute serve --metrics-port` overrides `port`); off
+    unless a port is set. Loopback by default: the figures describe your traffic."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    host: str = "127.0.0.1"
+    # How often each `--workers` process writes the counts its parent sums (and how often
+    # one process folds cache hits into its decision counts).
+    snapshot_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+
 class Config(_Frozen):
     models: tuple[ModelSpec, ...] = Field(min_length=1)
     routes: tuple[RouteSpec, ...] = Field(min_length=1)
@@ -379,6 +390,7 @@ class Config(_Frozen):
     response_cache: ResponseCacheSpec = ResponseCacheSpec()
     batching: BatchingSpec = BatchingSpec()
     admin: AdminSpec = AdminSpec()
+    metrics: MetricsSpec = MetricsSpec()
     # Where `semroute index build` writes and `serve` reads the index bundle;
     # relative paths are resolved against the config file's directory.
     index_path: Path = Path("../var/index/default")

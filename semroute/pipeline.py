@@ -30,6 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
+from semroute import metrics as m
 from semroute.batcher import MicroBatcher
 from semroute.config import Config
 from semroute.decision_cache import DecisionCache, constraints_key, prompt_key
@@ -75,8 +76,11 @@ class DecisionTap(Protocol):
 
 
 class Pipeline:
-    def __init__(self, config: Config, pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, config: Config, pool: ThreadPoolExecutor, metrics: m.Recorder | None = None
+    ) -> None:
         self._limits = config.server
+        self.metrics = metrics or m.NULL_RECORDER
         self._pool = pool
         self._batching = config.batching
         self._inflight = 0
@@ -114,6 +118,7 @@ class Pipeline:
             max_queue=b.max_queue,
             max_queue_wait_ms=b.max_queue_wait_ms,
             parallelism=self._limits.inference_threads,
+            metrics=self.metrics,
         )
         if self._cache_spec.similar_active and router.static_encoder is not None:
             self.similar = SimilarCache(router.static_encoder, self._cache_spec.similar)
@@ -154,12 +159,17 @@ class Pipeline:
                 self._wire_hits += 1
                 if self.tap is not None:
                     self.tap.observe(lambda: query_from_proto(request, self._limits), state)
-                return blob + stamp(request.request_id or uuid.uuid4().hex, t0)
+                reply = blob + stamp(request.request_id or uuid.uuid4().hex, t0)
+                self.metrics.cache_hit(m.WIRE, blob, t0)
+                return reply
+            self.metrics.cache_miss(m.WIRE)
         batcher = self.batcher
         if router is None or batcher is None:
+            self.metrics.refused(m.LOADING)
             raise RoutingError("UNAVAILABLE", LOADING)
         limit = self._limits.max_concurrent_requests
         if self._inflight >= limit:
+            self.metrics.refused(m.OVERLOAD)
             raise RoutingError(
                 "RESOURCE_EXHAUSTED", f"over {limit} concurrent requests; retry with backoff"
             )
@@ -167,9 +177,13 @@ class Pipeline:
         try:
             query = query_from_proto(request, self._limits)
             return await self._cached_or_decided(router, batcher, query, t0, wire, time_remaining)
-        except (RoutingError, asyncio.CancelledError):
+        except RoutingError as e:
+            self.metrics.failed(e.code)
+            raise
+        except asyncio.CancelledError:
             raise
         except Exception as e:
+            self.metrics.refused(m.INTERNAL)
             self._log_failure(e, request)
             message = f"internal error routing request {request.request_id!r}; see server logs"
             raise RoutingError("INTERNAL", message) from None
@@ -196,6 +210,7 @@ class Pipeline:
         state = router.state  # captured once: the decision and its cache key agree
         if self.cache is None:
             response, _ = await self._decide(router, batcher, state, query, None, time_remaining)
+            self.metrics.decided(response, t0)
             return response
         knob = state.policy.knob(query)
         constraints = constraints_key(query, knob, state.config.version, state.index.version)
@@ -208,7 +223,10 @@ class Pipeline:
                 self.tap.observe(query, state)
             if wire is not None:
                 self.cache.put(wire, blob, len(blob) + len(query.text), origin=query)
-            return blob + stamp(query.request_id, t0)
+            reply = blob + stamp(query.request_id, t0)
+            self.metrics.cache_hit(m.DECISION, blob, t0)
+            return reply
+        self.metrics.cache_miss(m.DECISION)
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._leaders[key] = future
         try:
@@ -223,6 +241,7 @@ class Pipeline:
                 self.similar.store(probe, blob)
             if wire is not None:
                 self.cache.put(wire, blob, size, origin=query)
+            self.metrics.decided(response, t0)
             return response
         finally:
             del self._leaders[key]
@@ -246,6 +265,7 @@ class Pipeline:
         probe = static = None
         if plan.needs_encoder and self.similar is not None and constraints is not None:
             blob, probe = self.similar.lookup(query.text, constraints)
+            self.metrics.cache_result(m.SIMILAR, blob is not None)
             if blob is not None:
                 if self.tap is not None:
                     self.tap.observe(query, state)
@@ -310,6 +330,7 @@ class Pipeline:
         if request.HasField("min_similarity"):
             threshold = max(threshold, request.min_similarity)
         hit = cache.lookup(partition, emb, threshold=threshold)
+        self.metrics.cache_result(m.RESPONSE, hit is not None)
         if hit is None:
             return pb.LookupResponseResult(hit=False)
         return pb.LookupResponseResult(
