@@ -93,7 +93,7 @@ class MicroBatcher:
         """Why a new text should be refused now, for the caller's RESOURCE_EXHAUSTED; else
         None: the queue is full, its expected wait is over max_queue_wait_ms, or the
         caller's deadline (`time_left_s`, None without one) ends before the text would
-        be encoded, so the work would be wasted."""
+        be encoded, so the work would be wasted. Each refusal is counted by its cause."""
         if self._queued >= self.max_queue:
             self.metrics.refused(m.QUEUE_FULL)
             return f"{self._queued} requests are waiting for the encoder; retry with backoff"
