@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from semroute import metrics as m
+
 EncodeFn = Callable[[Sequence[str]], np.ndarray]
 
 # Characters (~12 tokens) of length difference always tolerated within a bucket.
@@ -53,6 +55,7 @@ class MicroBatcher:
         max_queue_wait_ms: float = 0.0,
         parallelism: int = 1,
         clock: Callable[[], int] = time.perf_counter_ns,
+        metrics: m.Recorder | None = None,
     ) -> None:
         positive = min(max_batch, max_queue, parallelism) >= 1 and bucket_ratio >= 1
         if not positive or min(max_wait_us, max_queue_wait_ms) < 0:
@@ -77,6 +80,7 @@ class MicroBatcher:
         # Nanoseconds, for timing encoder runs; injectable so tests need no real delays.
         self.clock = clock
         self._running = 0  # encoder runs started and not yet finished
+        self.metrics = metrics or m.NULL_RECORDER
 
     @property
     def queued(self) -> int:
@@ -96,19 +100,22 @@ class MicroBatcher:
         """Why a new text should be refused now, for the caller's RESOURCE_EXHAUSTED; else
         None: the queue is full, its expected wait is over max_queue_wait_ms, or the
         caller's deadline (`time_left_s`, None without one) ends before the text would
-        be encoded, so the work would be wasted."""
+        be encoded, so the work would be wasted. Each refusal is counted by its cause."""
         if self._queued >= self.max_queue:
+            self.metrics.refused(m.QUEUE_FULL)
             return f"{self._queued} requests are waiting for the encoder; retry with backoff"
         wait_ms = self.expected_wait_s() * 1000
         if time_left_s is not None:
             done_ms = wait_ms + self._seconds_per_text * 1000
             if time_left_s * 1000 < done_ms:
+                self.metrics.refused(m.DEADLINE)
                 return (
                     f"the deadline ({time_left_s * 1000:.0f} ms left) ends before the "
                     f"encoder's expected wait and run ({done_ms:.0f} ms); retry with a longer "
                     "deadline or route this request to your default model"
                 )
         if self.max_queue_wait_ms and wait_ms > self.max_queue_wait_ms:
+            self.metrics.refused(m.SATURATED)
             return (
                 f"the encoder is saturated (expected wait {wait_ms:.0f} ms, over "
                 f"batching.max_queue_wait_ms {self.max_queue_wait_ms:g}); retry with "
@@ -172,6 +179,7 @@ class MicroBatcher:
         self.stats.batches += 1
         self.stats.texts += len(texts)
         self.stats.sizes[len(texts)] = self.stats.sizes.get(len(texts), 0) + 1
+        self.metrics.batch(len(texts))
         try:
             emb, elapsed = await loop.run_in_executor(self._executor, self._timed_encode, texts)
         except Exception as e:

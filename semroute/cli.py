@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="index bundle: a directory or .tar.gz archive; one with its own config.yaml "
         "brings its routing sections (default: the config's index_path)",
     )
+    p.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus /metrics here (config: metrics.port)"
+    )
+    p.add_argument("--metrics-host", help="address for /metrics (default 127.0.0.1)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("route", help="ask for a routing decision")
@@ -120,9 +124,10 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"semroute serve: {e}", file=sys.stderr)
             return 2
     try:
+        metrics = (args.metrics_host, args.metrics_port)
         if args.workers > 1:
-            return run_workers(args.config, args.host, args.port, index, args.workers)
-        return run_process(args.config, args.host, args.port, index)
+            return run_workers(args.config, args.host, args.port, index, args.workers, *metrics)
+        return run_process(args.config, args.host, args.port, index, *metrics)
     finally:
         if staged is not None:
             shutil.rmtree(staged, ignore_errors=True)

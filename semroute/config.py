@@ -410,6 +410,17 @@ class DecisionLogSpec(_Frozen):
     max_queue: int = Field(default=10_000, ge=1)
 
 
+class MetricsSpec(_Frozen):
+    """Prometheus `/metrics` (`semroute serve --metrics-port` overrides `port`); off
+    unless a port is set. Loopback by default: the figures describe your traffic."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    host: str = "127.0.0.1"
+    # How often each `--workers` process writes the counts its parent sums (and how often
+    # one process folds cache hits into its decision counts).
+    snapshot_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+
 class Config(_Frozen):
     models: tuple[ModelSpec, ...] = Field(min_length=1)
     routes: tuple[RouteSpec, ...] = Field(min_length=1)
@@ -426,6 +437,7 @@ class Config(_Frozen):
     admin: AdminSpec = AdminSpec()
     ext_proc: ExtProcSpec = ExtProcSpec()
     decision_log: DecisionLogSpec = DecisionLogSpec()
+    metrics: MetricsSpec = MetricsSpec()
     # Where `semroute index build` writes and `serve` reads the index bundle;
     # relative paths are resolved against the config file's directory.
     index_path: Path = Path("../var/index/default")

@@ -30,6 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
+from semroute import metrics as m
 from semroute import tracing
 from semroute.batcher import MicroBatcher
 from semroute.config import Config
@@ -77,8 +78,11 @@ class DecisionTap(Protocol):
 
 
 class Pipeline:
-    def __init__(self, config: Config, pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, config: Config, pool: ThreadPoolExecutor, metrics: m.Recorder | None = None
+    ) -> None:
         self._limits = config.server
+        self.metrics = metrics or m.NULL_RECORDER
         self._pool = pool
         self._batching = config.batching
         self._inflight = 0
@@ -118,6 +122,7 @@ class Pipeline:
             max_queue=b.max_queue,
             max_queue_wait_ms=b.max_queue_wait_ms,
             parallelism=self._limits.inference_threads,
+            metrics=self.metrics,
         )
         if self._cache_spec.similar_active and router.static_encoder is not None:
             self.similar = SimilarCache(router.static_encoder, self._cache_spec.similar)
@@ -161,12 +166,14 @@ class Pipeline:
         state = router.state
         blob = cache.get(wire_key(request, state.cache_salt))
         if blob is None:
+            self.metrics.cache_miss(m.WIRE)
             return None
         self._wire_hits += 1
         if self.tap is not None:
             self.tap.observe(lambda: query_from_proto(request, self._limits), state)
         rid = request_id or request.request_id or uuid.uuid4().hex
         reply = blob + stamp(rid, t0)
+        self.metrics.cache_hit(m.WIRE, blob, t0)
         if tracing.ENABLED:
             tracing.exact_hit(reply, t0)
         if self.decisions is not None and self.decisions.sampled():
@@ -180,10 +187,12 @@ class Pipeline:
         t0 = time.perf_counter_ns()
         router, batcher = self.router, self.batcher
         if router is None or batcher is None:
+            self.metrics.refused(m.LOADING)
             raise RoutingError("UNAVAILABLE", LOADING)
         wire = wire_key(request, router.state.cache_salt) if self.cache is not None else None
         limit = self._limits.max_concurrent_requests
         if self._inflight >= limit:
+            self.metrics.refused(m.OVERLOAD)
             raise RoutingError(
                 "RESOURCE_EXHAUSTED",
                 f"over {limit} concurrent requests; retry with backoff",
@@ -200,12 +209,14 @@ class Pipeline:
                 self.decisions.record(request, reply)
             return reply
         except RoutingError as e:
+            self.metrics.failed(e.code)
             if span is not None:
                 tracing.failed(span, e.code, e.message)
             raise
         except asyncio.CancelledError:
             raise
         except Exception as e:
+            self.metrics.refused(m.INTERNAL)
             self._log_failure(e, request)
             message = f"internal error routing request {request.request_id!r}; see server logs"
             if span is not None:
@@ -236,6 +247,7 @@ class Pipeline:
         state = router.state  # captured once: the decision and its cache key agree
         if self.cache is None:
             response, _ = await self._decide(router, batcher, state, query, None, time_remaining)
+            self.metrics.decided(response, t0)
             return response
         with tracing.stage("decision_cache"):
             knob = state.policy.knob(query)
@@ -249,7 +261,10 @@ class Pipeline:
                 self.tap.observe(query, state)
             if wire is not None:
                 self.cache.put(wire, blob, len(blob) + len(query.text), origin=query)
-            return blob + stamp(query.request_id, t0)
+            reply = blob + stamp(query.request_id, t0)
+            self.metrics.cache_hit(m.DECISION, blob, t0)
+            return reply
+        self.metrics.cache_miss(m.DECISION)
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._leaders[key] = future
         try:
@@ -264,6 +279,7 @@ class Pipeline:
                 self.similar.store(probe, blob)
             if wire is not None:
                 self.cache.put(wire, blob, size, origin=query)
+            self.metrics.decided(response, t0)
             return response
         finally:
             del self._leaders[key]
@@ -289,6 +305,7 @@ class Pipeline:
         if plan.needs_encoder and self.similar is not None and constraints is not None:
             with tracing.stage("similar_cache"):
                 blob, probe = self.similar.lookup(query.text, constraints)
+            self.metrics.cache_result(m.SIMILAR, blob is not None)
             if blob is not None:
                 if self.tap is not None:
                     self.tap.observe(query, state)
@@ -358,6 +375,7 @@ class Pipeline:
         if request.HasField("min_similarity"):
             threshold = max(threshold, request.min_similarity)
         hit = cache.lookup(partition, emb, threshold=threshold)
+        self.metrics.cache_result(m.RESPONSE, hit is not None)
         if hit is None:
             return pb.LookupResponseResult(hit=False)
         return pb.LookupResponseResult(

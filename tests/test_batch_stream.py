@@ -149,6 +149,15 @@ async def _requests(
     await gate.wait()  # keep the stream open until the test is done reading
 
 
+async def _until(condition, tries: int = 1000) -> bool:  # type: ignore[no-untyped-def]
+    """Poll `condition` on the loop (bounded: `tries` x 10 ms); whether it came true."""
+    for _ in range(tries):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return bool(condition())
+
+
 async def test_a_hit_is_not_held_behind_a_miss(held_app) -> None:  # type: ignore[no-untyped-def]
     app, entered, release, _ = held_app
     loop = asyncio.get_running_loop()
@@ -181,7 +190,8 @@ async def test_the_stream_window_bounds_what_is_in_flight(held_app) -> None:  # 
         misses = [pb.RouteRequest(prompt=_unique(f"write a haiku about {w}")) for w in "abcde"]
         call = stub.RouteStream(_requests(misses, done), timeout=30)
         assert await loop.run_in_executor(None, entered.wait, 30)
-        for _ in range(50):  # let the reader run as far as the window allows
+        assert await _until(lambda: seen["now"] >= 2)
+        for _ in range(20):  # give the reader every chance to read past the window
             await asyncio.sleep(0.01)
         assert seen["now"] == 2  # the window: the other three were not read yet
         release.set()
@@ -201,13 +211,9 @@ async def test_a_cancelled_stream_leaves_nothing_running(held_app) -> None:  # t
         misses = [pb.RouteRequest(prompt=_unique(f"explain {w} in detail")) for w in "xyz"]
         call = stub.RouteStream(_requests(misses, done), timeout=30)
         assert await loop.run_in_executor(None, entered.wait, 30)
-        assert seen["now"] == 2
+        assert await _until(lambda: seen["now"] == 2)
         call.cancel()
-        for _ in range(500):  # bounded: the server notices the cancellation
-            if seen["now"] == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert seen["now"] == 0
+        assert await _until(lambda: seen["now"] == 0)  # the server noticed the cancellation
         assert app.pipeline._inflight == 0
         release.set()
         # The server still serves.

@@ -13,7 +13,9 @@ import gc
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from semroute import metrics as m
 from semroute import tracing
 from semroute.admin.bundles import serving_config
 from semroute.admin.runtime import Admin
@@ -113,6 +116,7 @@ class App:
         port: int = 50051,
         *,
         index_dir: Path | None = None,
+        metrics_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.host = host
@@ -127,8 +131,15 @@ class App:
         self.health = health.aio.HealthServicer()
         # Undecodable request bodies, on every service: counted, logged once per interval.
         self.bad_input = BadInputLog()
+        # Metrics: counted in the core; exposed here on `metrics.port`, or, as one of
+        # `--workers`, written to `metrics_dir` for the parent to serve the sum.
+        self.metrics_dir = metrics_dir
+        exporting = metrics_dir is not None or config.metrics.port is not None
+        self.metrics = m.Recorder() if exporting else m.NULL_RECORDER
+        self._metrics_server: m.WSGIServer | None = None
+        self._metrics_task: asyncio.Future[None] | None = None
         # The one decide() every transport adapts; RouterService is the gRPC one.
-        self.pipeline = Pipeline(config, self.pool)
+        self.pipeline = Pipeline(config, self.pool, self.metrics)
         self.servicer = RouterServicer(self.pipeline, config.server)
         # Envoy ext_proc on the same port (config.ext_proc); its counters() say what passed through.
         self.ext_proc = ExtProcServicer(self.pipeline, config.ext_proc)
@@ -194,6 +205,7 @@ class App:
         if self.port == 0:
             raise OSError(f"cannot bind {self.host}:{self.port}")
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._start_metrics()
         await server.start()
         self.server = server
         if self.admin:
@@ -211,6 +223,39 @@ class App:
             },
         )
         return self.port
+
+    def metrics_snapshot(self) -> m.Snapshot:
+        """This process's counts, gauges and active versions (on the event loop)."""
+        p = self.pipeline
+        return self.metrics.snapshot(
+            queue_depth=p.batcher.queued if p.batcher is not None else 0,
+            malformed=self.bad_input.total,
+            versions=m.router_versions(p.router),
+        )
+
+    def _start_metrics(self) -> None:
+        spec = self.config.metrics
+        interval = spec.snapshot_interval_s
+        if self.metrics_dir is not None:
+            self._metrics_task = asyncio.ensure_future(
+                m.write_periodically(self.metrics_dir, interval, self.metrics_snapshot)
+            )
+        elif spec.port is not None:
+            loop = asyncio.get_running_loop()
+            self._metrics_server = m.serve(
+                spec.host, spec.port, m.on_loop(loop, self.metrics_snapshot)
+            )
+            self._metrics_task = asyncio.ensure_future(m.fold_periodically(self.metrics, interval))
+
+    async def _stop_metrics(self) -> None:
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
+        if self.metrics_dir is not None:  # the last counts, for the parent's sum
+            m.write_snapshot(self.metrics_dir, self.metrics_snapshot())
+        if self._metrics_server is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._metrics_server.shutdown)
+            self._metrics_server.server_close()
+            self._metrics_server = None
 
     async def load(self) -> None:
         """Load the encoder and index off the loop, then turn SERVING."""
@@ -268,6 +313,7 @@ class App:
         log.info("draining", extra={"fields": {"grace_s": grace}})
         await self.server.stop(grace)
         self.server = None
+        await self._stop_metrics()
         self.pool.shutdown(wait=False, cancel_futures=True)
         if self.pipeline.decisions is not None:  # write what is queued, off the loop
             await asyncio.get_running_loop().run_in_executor(None, self.pipeline.decisions.close)
@@ -299,8 +345,25 @@ async def serve_until_signalled(app: App) -> int:
     return 0
 
 
-def run_process(config_path: str | None, host: str, port: int, index_dir: str | None) -> int:
-    """Entry point of one server process (also the target of each worker)."""
+def with_metrics(config: Config, host: str | None, port: int | None) -> Config:
+    """`config` with the command line's metrics host and port, where given."""
+    update = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if not update:
+        return config
+    return config.model_copy(update={"metrics": config.metrics.model_copy(update=update)})
+
+
+def run_process(
+    config_path: str | None,
+    host: str,
+    port: int,
+    index_dir: str | None,
+    metrics_host: str | None = None,
+    metrics_port: int | None = None,
+    metrics_dir: str | None = None,
+) -> int:
+    """Entry point of one server process (also the target of each worker, which
+    writes its metrics to `metrics_dir` instead of serving them)."""
     import uvloop
 
     from semroute.logs import setup_logging
@@ -309,25 +372,57 @@ def run_process(config_path: str | None, host: str, port: int, index_dir: str | 
     tracing.configure()  # from the OTEL_* environment; off when nothing is set
     index = Path(index_dir) if index_dir else None
     # A self-contained bundle (--index) brings its routing sections with it.
-    config = serving_config(load_config(config_path), index)
-    app = App(config, host, port, index_dir=index)
+    config = serving_config(
+        with_metrics(load_config(config_path), metrics_host, metrics_port), index
+    )
+    app = App(
+        config,
+        host,
+        port,
+        index_dir=index,
+        metrics_dir=Path(metrics_dir) if metrics_dir else None,
+    )
     return uvloop.run(serve_until_signalled(app))
 
 
 def run_workers(
-    config_path: str | None, host: str, port: int, index_dir: str | None, workers: int
+    config_path: str | None,
+    host: str,
+    port: int,
+    index_dir: str | None,
+    workers: int,
+    metrics_host: str | None = None,
+    metrics_port: int | None = None,
 ) -> int:
     """Run `workers` server processes sharing one port through SO_REUSEPORT.
 
     The kernel spreads connections across processes, so each process (its own
     GIL, event loop and encoder) serves a share of the gateways' connections.
+    With metrics on, this parent serves `/metrics`: the sum of the snapshots its
+    workers write to a private directory (see semroute/metrics.py).
     """
     if port == 0:
         raise ValueError("--workers > 1 needs a fixed --port (each process binds the same one)")
+    spec = with_metrics(load_config(config_path), metrics_host, metrics_port).metrics
+    metrics_dir = metrics_server = None
+    if spec.port is not None:
+        directory = Path(tempfile.mkdtemp(prefix="semroute-metrics-"))
+        metrics_dir = str(directory)
+        try:
+            metrics_server = m.serve(
+                spec.host,
+                spec.port,
+                lambda: m.read_snapshots(directory, spec.snapshot_interval_s),
+            )
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(
-            target=run_process, args=(config_path, host, port, index_dir), name=f"semroute-{i}"
+            target=run_process,
+            args=(config_path, host, port, index_dir, None, None, metrics_dir),
+            name=f"semroute-{i}",
         )
         for i in range(workers)
     ]
@@ -343,4 +438,8 @@ def run_workers(
     signal.signal(signal.SIGINT, forward)
     for p in procs:
         p.join()
+    if metrics_server is not None and metrics_dir is not None:
+        metrics_server.shutdown()
+        metrics_server.server_close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return max((p.exitcode or 0) for p in procs)
