@@ -189,6 +189,7 @@ class Recorder:
         queue_depth: int = 0,
         malformed: int = 0,
         versions: dict[str, str] | None = None,
+        ext_proc: dict[str, int] | None = None,
     ) -> Snapshot:
         """Everything counted so far, with the process's gauges and active versions."""
         self.fold()
@@ -212,6 +213,8 @@ class Recorder:
             "batch_sizes": {"buckets": list(self._batches), "sum": self._batch_texts},
             "queue_depth": queue_depth,
             "versions": [versions] if versions else [],
+            # Envoy ext_proc requests by outcome (routed, or why they passed through).
+            "ext_proc": dict(ext_proc or {}),
         }
 
 
@@ -274,8 +277,8 @@ def merge(snapshots: list[Snapshot], stale_before: float = 0.0) -> Snapshot:
             mine = out["latency"].setdefault(tier, {"buckets": [0] * len(h["buckets"]), "sum_s": 0})
             mine["buckets"] = _add(mine["buckets"], h["buckets"])
             mine["sum_s"] += h["sum_s"]
-        for field in ("cache_hits", "cache_misses", "refusals"):
-            for k, n in s[field].items():
+        for field in ("cache_hits", "cache_misses", "refusals", "ext_proc"):
+            for k, n in s.get(field, {}).items():
                 out[field][k] = out[field].get(k, 0) + n
         batches = out["batch_sizes"]
         batches["buckets"] = _add(batches["buckets"], s["batch_sizes"]["buckets"])
@@ -423,6 +426,15 @@ class SnapshotCollector:
         b = s["batch_sizes"]
         batches.add_metric((), _cumulative(BATCH_BOUNDS, b["buckets"]), b["sum"])
         yield batches
+
+        ext_proc = CounterMetricFamily(
+            "semroute_ext_proc_requests",
+            "Envoy ext_proc requests by outcome: routed, or why they passed through unchanged.",
+            labels=("outcome",),
+        )
+        for outcome, n in s.get("ext_proc", {}).items():
+            ext_proc.add_metric((outcome,), n)
+        yield ext_proc
 
         info = InfoMetricFamily(
             "semroute_routing",

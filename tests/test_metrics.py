@@ -108,7 +108,9 @@ def test_cache_hits_are_labelled_by_their_template_and_workers_add_up() -> None:
     r.failed("RESOURCE_EXHAUSTED")  # counted by its cause where raised, not again
     r.failed("INVALID_ARGUMENT")
     r.batch(3)
-    fresh = r.snapshot(queue_depth=2, versions={"index_version": "a"})
+    fresh = r.snapshot(
+        queue_depth=2, versions={"index_version": "a"}, ext_proc={"routed": 5, "model": 1}
+    )
     stale = {**fresh, "time": 0.0, "versions": [{"index_version": "old"}]}
     s = m.merge([fresh, stale], stale_before=1.0)
     assert sorted(map(tuple, s["decisions"])) == [
@@ -123,6 +125,11 @@ def test_cache_hits_are_labelled_by_their_template_and_workers_add_up() -> None:
     # gauges and versions only from the live (fresh) worker
     assert s["queue_depth"] == 2 and s["processes"] == 1
     assert s["versions"] == [{"index_version": "a"}]
+    # Envoy ext_proc outcomes are counters: summed over workers, and exposed by outcome.
+    assert s["ext_proc"] == {"routed": 10, "model": 2}
+    families = {f.name: f for f in m.SnapshotCollector(lambda: s).collect()}
+    samples = {x.labels["outcome"]: x.value for x in families["semroute_ext_proc_requests"].samples}
+    assert samples == {"routed": 10, "model": 2}
 
 
 # --- one process -------------------------------------------------------------------------

@@ -231,6 +231,7 @@ class App:
             queue_depth=p.batcher.queued if p.batcher is not None else 0,
             malformed=self.bad_input.total,
             versions=m.router_versions(p.router),
+            ext_proc=self.ext_proc.counters(),
         )
 
     def _start_metrics(self) -> None:
