@@ -372,7 +372,13 @@ def plot(report: dict[str, object], path: Path) -> None:
     ax.axhline(base, color="k", ls="--", lw=1, label="classifier alone")
     ax.axhline(base - MAX_DROP, color="r", ls=":", lw=1, label="classifier − 2 points")
     d = report["chosen_default"]  # type: ignore[index]
-    ax.plot([d["share_answered"]], [d["cascade"]["macro_sources"]], "o", color="r")
+    ax.plot(
+        [d["share_answered"]],
+        [d["cascade"]["macro_sources"]],
+        "o",
+        color="r",
+        label=f"default t={d['min_probability']}, m={d['min_margin']}",
+    )
     ax.set_xlabel("share answered by the static tier (out of source, 7,522 prompts)")
     ax.set_ylabel("accepted accuracy")
     ax.set_title("static route head → classifier cascade, leave-sources-out (margin 0)")
