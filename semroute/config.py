@@ -215,7 +215,11 @@ class ServerSpec(_Frozen):
 class FastTierSpec(_Frozen):
     """The static-embedding fast tier: answers confident requests without the encoder.
 
-    A request is answered by the fast tier when its best route scores at least
+    Beside the route classifier it is the cascade's first stage: the static route head
+    (semroute/encoder/static_head.py) answers when confident (thresholds calibrated out of
+    source: half of unique prompts, macro accuracy 1.7 points under the classifier's;
+    models/build_static_head.py). Without the classifier (or without a head),
+    a request is answered by the fast tier when its best route scores at least
     `min_score` and leads the runner-up by at least `min_margin`, or scores
     below `max_general_score` (calibrated against the encoder's decisions on
     held-out prompts: ~22% answered at ~98% agreement for the bundled model
@@ -231,6 +235,14 @@ class FastTierSpec(_Frozen):
     # Also answer when the best route scores below this (clearly the default
     # route); None = never.
     max_general_score: float | None = Field(default=0.23, ge=-1, le=1)
+    # With the route classifier on, a static route head decides instead (the cascade): it
+    # answers when its top route probability is >= min_probability and leads the runner-up
+    # by >= min_probability_margin. The head: this file (route_head.json), read at start;
+    # None = the one beside the static table, if any. Thresholds None = the head's own,
+    # calibrated out of source (models/build_static_head.py).
+    route_head: Path | None = None
+    min_probability: float | None = Field(default=None, ge=0, le=1)
+    min_probability_margin: float | None = Field(default=None, ge=0, le=1)
 
 
 class LearnedSpec(_Frozen):

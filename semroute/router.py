@@ -23,6 +23,8 @@ import numpy as np
 from semroute import _policy
 from semroute.bundle import BundleError
 from semroute.config import Config
+from semroute.encoder.errors import EncoderError
+from semroute.encoder.static_head import StaticRouteHead
 from semroute.policy import Choice, Policy
 from semroute.predictor import QualityPredictor
 from semroute.route_classifier import ClassifierRoutes
@@ -55,6 +57,9 @@ class RoutingState:
     learned_columns: np.ndarray | None = None
     # The encoder's route classifier fitted to this config's routes (None: utterances decide).
     classifier: ClassifierRoutes | None = None
+    # The static tier's route head fitted to the same routes (the cascade's first stage;
+    # None: the fast tier, if on, searches routes by similarity).
+    static_classifier: ClassifierRoutes | None = None
 
     @classmethod
     def load(
@@ -74,8 +79,18 @@ class RoutingState:
         if config.learned.bundle is not None:
             predictor, columns = _load_predictor(config, encoder)
         classifier = ClassifierRoutes.build(config, getattr(encoder, "route_head", None))
+        static_classifier = static_route_classifier(config, classifier, static_encoder)
         policy = Policy(config)
-        return cls(config, RuleSet(config.rules), index, policy, predictor, columns, classifier)
+        return cls(
+            config,
+            RuleSet(config.rules),
+            index,
+            policy,
+            predictor,
+            columns,
+            classifier,
+            static_classifier,
+        )
 
     @cached_property
     def cache_salt(self) -> bytes:
@@ -176,7 +191,8 @@ class Router:
     def fast_decide(self, plan: Plan, static: Embedding | None = None) -> Decision | None:
         """The static fast tier: a decision when it is confident, else None (use the encoder).
 
-        Confident = the best route scores at least fast_tier.min_score and leads
+        Beside the route classifier, the static route head decides (`_static_classified`).
+        Otherwise: confident = the best route scores at least fast_tier.min_score and leads
         the runner-up by at least fast_tier.min_margin, or (clearly no route)
         scores below fast_tier.max_general_score. A static encoder that lives in
         the full encoder's space searches the encoder's own index; another one
@@ -185,16 +201,19 @@ class Router:
         state = plan.state
         tier = state.config.fast_tier
         in_encoder_space = self._static_in_encoder_space
+        head = state.static_classifier
         if (
             self.static_encoder is None
             or not tier.enabled
-            or (not in_encoder_space and state.index.static_index is None)
+            or (head is None and not in_encoder_space and state.index.static_index is None)
             or state.predictor is not None  # learned quality needs the encoder's embedding
         ):
             return None
         if static is None:  # else the caller's static embedding of this text, and its cost
             t0 = time.perf_counter_ns()
             static = self.static_encoder.encode([plan.query.text]), time.perf_counter_ns() - t0
+        if head is not None:
+            return self._static_classified(plan, head, static)
         emb, encode_ns = static
         per_route, search_ns = self._route_scores(state, emb, static=not in_encoder_space)
         best, second = _top_two(per_route)
@@ -203,6 +222,36 @@ class Router:
         if not (confident or no_route):
             return None
         return self._finish(plan, per_route, Tier.STATIC, encode_ns, search_ns)
+
+    def _static_classified(
+        self, plan: Plan, routes: ClassifierRoutes, static: Embedding
+    ) -> Decision | None:
+        """The static route head's decision when its top route probability and its lead over
+        the runner-up clear the thresholds (calibrated out of source), else None."""
+        if routes.custom:  # custom routes are matched on the encoder's embedding
+            return None
+        emb, encode_ns = static
+        t0 = time.perf_counter_ns()
+        tier = plan.state.config.fast_tier
+        head = routes.head
+        assert isinstance(head, StaticRouteHead)
+        min_p = head.min_probability if tier.min_probability is None else tier.min_probability
+        margin = head.min_margin
+        if tier.min_probability_margin is not None:
+            margin = tier.min_probability_margin
+        probs = routes.probabilities(emb)
+        scores = np.where(np.isnan(probs), -np.inf, probs)
+        best, second = _top_two(scores)
+        if best < min_p or best - second < margin:
+            return None
+        route_id, confidence, reason = routes.match(probs, None)
+        if reason != Reason.CLASSIFIER:
+            return None
+        search_ns = time.perf_counter_ns() - t0
+        match = (plan.state.policy.route_names[route_id], confidence, reason)
+        return self._finish(
+            plan, scores, Tier.STATIC, encode_ns, search_ns, None, match, routes.version
+        )
 
     def decide(self, plan: Plan, embedding: Embedding) -> Decision:
         """Decide a planned request that needs the encoder, with the encoder's embedding."""
@@ -426,4 +475,29 @@ def index_static_encoder(
     routes with it, and not when it shares the encoder's space (None: no static index)."""
     if static is None or not config.fast_tier.enabled or shares_space(static, encoder):
         return None
+    if (
+        static_route_classifier(
+            config, ClassifierRoutes.build(config, getattr(encoder, "route_head", None)), static
+        )
+        is not None
+    ):
+        return None  # the static route head decides the fast tier: nothing to search
     return static
+
+
+def static_route_classifier(
+    config: Config, classifier: ClassifierRoutes | None, static: TextEncoder | None
+) -> ClassifierRoutes | None:
+    """The static encoder's route head fitted to the config's routes, when the fast tier runs
+    beside the route classifier (the cascade); raises EncoderError for a head trained on
+    another route taxonomy than the classifier's."""
+    head = getattr(static, "route_head", None)
+    if classifier is None or head is None or not config.fast_tier.enabled:
+        return None
+    if head.routes != classifier.head.routes:
+        raise EncoderError(
+            f"static route head {head.version} predicts routes {list(head.routes)}, not the "
+            f"route classifier's {list(classifier.head.routes)}; rebuild it with "
+            "models/build_static_head.py"
+        )
+    return ClassifierRoutes.build(config, head)

@@ -17,6 +17,8 @@ import pytest
 
 from semroute.encoder import Encoder, EncoderError, default_model_dir
 from semroute.encoder.route_head import HEAD_FILE, RouteHead
+from semroute.encoder.static import default_static_dir
+from semroute.types import Tier
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "models"))
@@ -163,18 +165,23 @@ from semroute.types import RouteQuery
 import semroute.server.service, semroute.admin.runtime
 config = load_config()
 _ensure_default_index(config)
-d = load_router(config).route(RouteQuery(text='write a rust function that sums a vector'))
-print(d.route, d.classifier_version)
+router = load_router(config)
+for text in ('write a rust function that sums a vector',  # the static head is sure of it
+             'is it worth refinancing my mortgage when rates drop half a point'):  # it is not
+    d = router.route(RouteQuery(text=text))
+    print(d.route, d.classifier_version, int(d.tier))
 """
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False
     )
     assert out.returncode == 0, out.stderr
-    route, version = out.stdout.split()
+    (route, version, tier), (_, version2, tier2) = (ln.split() for ln in out.stdout.splitlines())
     assert route == "code_generation"
-    assert (
-        version
-        == json.loads((default_model_dir() / "encoder.json").read_text())["classifier"]["version"]
+    static_head = json.loads((default_static_dir() / "route_head.json").read_text())
+    assert (int(tier), version) == (Tier.STATIC, static_head["version"])
+    assert (int(tier2), version2) == (
+        Tier.ENCODER,
+        json.loads((default_model_dir() / "encoder.json").read_text())["classifier"]["version"],
     )
 
 

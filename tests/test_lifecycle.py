@@ -295,8 +295,11 @@ def test_sigterm_drains_a_serve_process(index_dir: Path, tmp_path: Path) -> None
     """A real `semroute serve` process: on SIGTERM health turns NOT_SERVING, the call in
     flight (held up to 1 s by the batcher's max_wait) is answered, and the exit code is 0."""
     cfg = tmp_path / "slow-batch.yaml"
+    # The fast tier off: the call must wait in the batcher, and the cascade's static head
+    # would answer this prompt at once.
     cfg.write_text(
         f"extends: {REPO / 'configs' / 'default.yaml'}\nbatching: {{max_wait_us: 1000000}}\n"
+        "fast_tier: {enabled: false}\n"
     )
     port = free_port()
     target = f"127.0.0.1:{port}"
@@ -345,7 +348,10 @@ def test_workers_share_the_port_with_so_reuseport(index_dir: Path, tmp_path: Pat
         )  # fmt: skip
     try:
         wait_serving(target, timeout=120, proc=proc)
-        request = pb.RouteRequest(prompt="what does the warranty cover on a refurbished laptop?")
+        # The cascade's static head is unsure of this prompt: each process runs its encoder.
+        request = pb.RouteRequest(
+            prompt="is it worth refinancing my mortgage when rates drop half a point"
+        )
         tiers = []
         fresh = [("grpc.use_local_subchannel_pool", 1)]
         for _ in range(400):  # a new TCP connection each time; the kernel spreads them

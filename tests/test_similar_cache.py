@@ -27,7 +27,11 @@ def with_similar(config: Config, **spec) -> Config:  # type: ignore[no-untyped-d
 async def test_edited_repeats_reuse_the_decision_and_nothing_else_does(
     config: Config, index_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The similar cache alone: with the cascade's fast tier on, the static route head would
+    # answer these prompts before the encoder, and encoder calls are what this test counts
+    # (test_the_cascade_reuses_the_probes_static_embedding covers the two together).
     cfg = with_similar(config)
+    cfg = cfg.model_copy(update={"fast_tier": cfg.fast_tier.model_copy(update={"enabled": False})})
     router = app_module.load_router(cfg, index_dir)
     assert router.static_encoder is not None  # the similar cache alone loads it
     encoded = count_encodes(monkeypatch, router)
@@ -65,6 +69,43 @@ async def test_edited_repeats_reuse_the_decision_and_nothing_else_does(
     finally:
         await app.stop(grace=1)
     assert len(app.pipeline.similar or ()) == 5
+
+
+async def test_the_cascade_reuses_the_probes_static_embedding(
+    config: Config, index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Default config (similar cache and the cascade's fast tier on): a prompt the static
+    route head is sure of is embedded once by the static encoder (the similar cache's probe,
+    reused by the fast tier), never by the full encoder, and its edit reuses that decision."""
+    cfg = with_similar(config)
+    assert cfg.fast_tier.enabled
+    router = app_module.load_router(cfg, index_dir)
+    encoded = count_encodes(monkeypatch, router)
+    static_calls: list[str] = []
+    real_static = router.static_encoder.encode
+
+    def counting_static(texts):  # type: ignore[no-untyped-def]
+        static_calls.extend(texts)
+        return real_static(texts)
+
+    monkeypatch.setattr(router.static_encoder, "encode", counting_static)
+    monkeypatch.setattr(app_module, "load_router", lambda c, idx=None: router)
+    app = App(cfg, "127.0.0.1", free_port(), index_dir=index_dir)
+    port = await app.start()
+    await app.load()
+    encoded.clear()  # the warm-up call
+    static_calls.clear()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = router_pb2_grpc.RouterServiceStub(ch)
+            first = await stub.Route(pb.RouteRequest(prompt=PROMPT), timeout=10)
+            assert first.tier == pb.TIER_STATIC and first.route == "code_generation"
+            assert static_calls == [PROMPT] and encoded == []
+            edited = await stub.Route(pb.RouteRequest(prompt=PROMPT + "?"), timeout=10)
+            assert edited.tier == pb.TIER_SIMILAR and edited.model == first.model
+            assert static_calls == [PROMPT, PROMPT + "?"] and encoded == []
+    finally:
+        await app.stop(grace=1)
 
 
 def test_turning_the_cache_off_turns_both_caches_off() -> None:

@@ -15,7 +15,9 @@ A model directory, built by models/build_static.py, holds:
   and ``empty`` (float32 [dim], the embedding of a text with no usable token);
 * ``tokenizer.json``: the source encoder's tokenizer, byte for byte;
 * ``static.json``: id, dim, ``space``, ``add_special_tokens``, source encoder id, sha256s,
-  build command, measured figures.
+  build command, measured figures;
+* optionally ``route_head.npz`` + ``route_head.json``: the static tier's route head
+  (semroute.encoder.static_head), loaded with the table.
 
 ``space == "source"`` (the bundled table) means the rows live in the source encoder's space
 (same dim, no centering): a static prompt embedding may be searched in the encoder's own route
@@ -40,6 +42,7 @@ import numpy as np
 from semroute import _static
 from semroute.bundle import sha256_file
 from semroute.encoder.errors import EncoderError
+from semroute.encoder.static_head import HEAD_META, StaticRouteHead
 from semroute.encoder.tokenize import TextTokenizer
 
 __all__ = ["StaticEncoder", "default_static_dir"]
@@ -85,7 +88,13 @@ class StaticEncoder:
     max_tokens: int
     providers: list[str]
 
-    def __init__(self, model_dir: str | Path, *, max_tokens: int = 512) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        max_tokens: int = 512,
+        route_head: str | Path | None = None,
+    ) -> None:
         model_dir = Path(model_dir).expanduser()
         if not model_dir.is_dir():
             raise EncoderError(
@@ -149,6 +158,13 @@ class StaticEncoder:
         self.max_tokens = int(max_tokens)
         self._max_ids = self.max_tokens - (0 if self._add_special_tokens else specials)
         self.providers = ["static"]
+        self.table_sha256 = str(meta["sha256"][TABLE_FILE])
+        # The static tier's route head (route_head.json beside the table, or `route_head`):
+        # with the route classifier on, it decides the fast tier. None: no head.
+        head_path = Path(route_head).expanduser() if route_head else model_dir / HEAD_META
+        self.route_head: StaticRouteHead | None = None
+        if route_head or head_path.is_file():
+            self.route_head = StaticRouteHead.load(head_path, self.id, self.table_sha256, dim)
         self._tok = tok
         self._table = table
         self._weights = np.ascontiguousarray(weights)

@@ -75,6 +75,7 @@ def make_static_encoder(config: Config) -> TextEncoder | None:
     return StaticEncoder(
         config.resolve(tier.model_dir) if tier.model_dir else default_static_dir(),
         max_tokens=config.encoder.max_tokens,
+        route_head=config.resolve(tier.route_head) if tier.route_head else None,
     )
 
 

@@ -1,0 +1,559 @@
+#!/usr/bin/env python3
+"""Train the static tier's route head and measure the static → classifier cascade out of source.
+
+Why: the route classifier costs a transformer pass (~10 ms of CPU here) per unique prompt, but
+many prompts are easy. The static encoder (models/minilm-l6-v2-static) embeds a prompt in
+20-90 µs; a linear softmax head on that embedding, trained on the classifier's own labelled
+data, can answer the prompts it is sure about and leave the rest to the classifier.
+
+What it trains: ``softmax(W · static_embedding + b)`` over the classifier's 16 routes, by
+L-BFGS on cross-entropy with label smoothing and L2 (chosen on the in-source validation split),
+on exactly build_classifier.py's training split (``collect`` + ``split``), temperature fitted on
+its in-source validation split. ``--distill A`` mixes the classifier's out-of-source
+probabilities (route-loso ``.probs.npz``) into the targets of the rows that have them.
+
+What it measures (``--loso``): for each of eval_loso.py's 7 folds, a head trained without the
+fold's sources scores exactly the prompts eval_loso scored for them, in the same order, so its
+rows line up with the classifier's out-of-source probabilities (checked row by row). The cascade
+answers with the static head when its top probability is ≥ t and leads the runner-up by ≥ m,
+else with the classifier; the default (t, m) is chosen on held-out sources (nested: chosen on
+six folds, applied to the seventh) so the cascade stays within 2 points of the classifier.
+
+    python models/build_static_head.py --loso \\
+        --out-json benchmarks/results/cascade-$(date -u +%Y%m%dT%H%M%S).json
+    python models/build_static_head.py --out models/minilm-l6-v2-static   # the shipped head
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "models"))
+
+import build_classifier as bc  # noqa: E402
+from eval_loso import FOLDS, eval_items, lscpu_flags  # noqa: E402
+from route_corpus import EVAL_ONLY_SOURCES, ROUTES, Example  # noqa: E402
+
+from semroute.bundle import sha256_file  # noqa: E402
+from semroute.encoder.static import StaticEncoder, default_static_dir  # noqa: E402
+from semroute.encoder.static_head import HEAD_FILE, HEAD_META  # noqa: E402
+
+DEFAULT_PROBS = ROOT / "benchmarks" / "results" / "route-loso-20261201T023014.probs.npz"
+L2_GRID = (1e-5, 1e-4, 1e-3)
+LABEL_SMOOTHING = 0.05
+MAX_ITER = 300
+# Thresholds searched for the cascade.
+T_GRID = tuple(round(x, 2) for x in np.arange(0.30, 1.0, 0.01))
+M_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+# The bar: cascade macro accuracy within this of the classifier's, on held-out sources; the
+# threshold is chosen with a safety margin below it on the calibration folds.
+MAX_DROP = 0.02
+CHOOSE_DROP = 0.015
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def features(encoder: StaticEncoder, texts: Sequence[str], bs: int = 512) -> dict[str, np.ndarray]:
+    """Static embeddings per distinct text (exactly what serving computes)."""
+    uniq = sorted(set(texts))
+    out: dict[str, np.ndarray] = {}
+    for i in range(0, len(uniq), bs):
+        chunk = uniq[i : i + bs]
+        for t, row in zip(chunk, encoder.encode(chunk), strict=True):
+            out[t] = row
+    return out
+
+
+def cached_features(
+    encoder: StaticEncoder, texts: Sequence[str], path: Path | None
+) -> dict[str, np.ndarray]:
+    """``features``, kept in ``path`` between runs (keyed by the table's sha256 and width)."""
+    key = f"{encoder.table_sha256}:{encoder.max_tokens}"
+    cached: dict[str, np.ndarray] = {}
+    if path is not None and path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) == key:
+                cached = dict(zip((str(h) for h in z["sha"]), z["emb"], strict=True))
+    feats = {t: cached[_sha(t)] for t in texts if _sha(t) in cached}
+    todo = [t for t in texts if t not in feats]
+    if todo:
+        feats |= features(encoder, todo)
+        if path is not None:  # texts stored by digest: some are whole meetings
+            path.parent.mkdir(parents=True, exist_ok=True)
+            names = sorted(feats)
+            np.savez(
+                path,
+                key=key,
+                sha=np.array([_sha(t) for t in names]),
+                emb=np.stack([feats[t] for t in names]),
+            )
+    return feats
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def targets(
+    examples: Sequence[Example], soft: dict[str, np.ndarray] | None, alpha: float
+) -> np.ndarray:
+    """Smoothed one-hot labels, mixed with the classifier's probabilities where given."""
+    n, k = len(examples), len(ROUTES)
+    y = np.full((n, k), LABEL_SMOOTHING / k, np.float64)
+    y[np.arange(n), [ROUTES.index(e.route) for e in examples]] += 1.0 - LABEL_SMOOTHING
+    if soft and alpha > 0:
+        for i, e in enumerate(examples):
+            p = soft.get(e.text)
+            if p is not None:
+                y[i] = (1 - alpha) * y[i] + alpha * p
+    return y
+
+
+def train_head(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """(weight [routes, dim], bias [routes]) minimising mean CE(y, softmax(xW+b)) + l2·|W|²/2.
+
+    L-BFGS on a convex problem from zero: deterministic, no seed needed, no torch.
+    """
+    from scipy.optimize import minimize
+
+    n, d = x.shape
+    k = y.shape[1]
+    x = x.astype(np.float64)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[: d * k].reshape(d, k), theta[d * k :]
+        z = x @ w + b
+        z -= z.max(1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        value = float(-(y * logp).sum() / n + 0.5 * l2 * (w * w).sum())
+        g = (np.exp(logp) - y) / n
+        grad = np.concatenate([(x.T @ g + l2 * w).ravel(), g.sum(0)])
+        return value, grad
+
+    res = minimize(
+        loss, np.zeros(d * k + k), jac=True, method="L-BFGS-B", options={"maxiter": MAX_ITER}
+    )
+    w, b = res.x[: d * k].reshape(d, k), res.x[d * k :]
+    return w.T.astype(np.float32), b.astype(np.float32)
+
+
+def logits(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return x @ w.T + b
+
+
+def fit(
+    train: Sequence[Example],
+    val: Sequence[Example],
+    feats: dict[str, np.ndarray],
+    soft: dict[str, np.ndarray] | None,
+    alpha: float,
+    l2_grid: Sequence[float] = L2_GRID,
+) -> dict[str, object]:
+    """One head: L2 chosen by in-source validation accuracy, then temperature on the same."""
+    x = np.stack([feats[e.text] for e in train])
+    y = targets(train, soft, alpha)
+    xv = np.stack([feats[e.text] for e in val])
+    yv = np.array([ROUTES.index(e.route) for e in val])
+    best: dict[str, object] | None = None
+    for l2 in l2_grid:
+        w, b = train_head(x, y, l2)
+        acc = float((logits(xv, w, b).argmax(1) == yv).mean())
+        print(f"  l2 {l2:g}: in-source validation accuracy {acc:.4f}", flush=True)
+        if best is None or acc > best["val_accuracy"]:  # type: ignore[operator]
+            best = {"weight": w, "bias": b, "l2": l2, "val_accuracy": acc}
+    assert best is not None
+    best["temperature"] = bc.fit_temperature(logits(xv, best["weight"], best["bias"]), yv)  # type: ignore[arg-type]
+    return best
+
+
+def probabilities(head: dict[str, object], x: np.ndarray) -> np.ndarray:
+    z = logits(x, head["weight"], head["bias"]) / float(head["temperature"])  # type: ignore[arg-type]
+    return bc.softmax(z)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def loso_rows(examples: Sequence[Example], seed: int) -> tuple[list[Example], list[int]]:
+    """eval_loso's scored rows in its order (external sources only), with each row's fold."""
+    rows: list[Example] = []
+    fold_of: list[int] = []
+    for k, held in enumerate(FOLDS):
+        for e in eval_items(examples, set(held) | set(EVAL_ONLY_SOURCES), seed):
+            if e.source not in EVAL_ONLY_SOURCES:
+                rows.append(e)
+                fold_of.append(k)
+    return rows, fold_of
+
+
+def check_alignment(rows: Sequence[Example], z: np.lib.npyio.NpzFile) -> None:
+    """Refuse unless the reconstructed rows are the .probs.npz rows (label, also, source, lang)."""
+    if len(rows) != len(z["label"]):
+        raise SystemExit(f"{len(rows)} reconstructed rows but {len(z['label'])} in the npz")
+    if list(z["routes"]) != list(ROUTES):
+        raise SystemExit("the npz's route order differs from route_corpus.ROUTES")
+    for i, e in enumerate(rows):
+        got = (e.route, "|".join(e.also), e.source, e.lang)
+        want = (str(z["label"][i]), str(z["also"][i]), str(z["source"][i]), str(z["lang"][i]))
+        if got != want:
+            raise SystemExit(f"row {i}: reconstructed {got} but the npz has {want}")
+
+
+def scores(
+    rows: Sequence[Example], predicted: np.ndarray, mask: np.ndarray | None = None
+) -> dict[str, float]:
+    """Accepted accuracy: macro over sources (eval_loso's figure), macro over labels, plain."""
+    ok = np.array([e.accepts(ROUTES[p]) for e, p in zip(rows, predicted, strict=True)])
+    src = np.array([e.source for e in rows])
+    lab = np.array([e.route for e in rows])
+    if mask is not None:
+        ok, src, lab = ok[mask], src[mask], lab[mask]
+    return {
+        "macro_sources": float(np.mean([ok[src == s].mean() for s in np.unique(src)])),
+        "macro_routes": float(np.mean([ok[lab == r].mean() for r in np.unique(lab)])),
+        "plain": float(ok.mean()),
+    }
+
+
+def accepted(rows: Sequence[Example], predicted: np.ndarray) -> np.ndarray:
+    return np.array([e.accepts(ROUTES[p]) for e, p in zip(rows, predicted, strict=True)])
+
+
+def top_two(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = np.sort(p, axis=1)
+    return s[:, -1], s[:, -1] - s[:, -2]
+
+
+def macro_sources(ok: np.ndarray, src: np.ndarray) -> float:
+    return float(np.mean([ok[src == s].mean() for s in np.unique(src)]))
+
+
+def choose(
+    answered_at: dict[tuple[float, float], np.ndarray],
+    ok_static: np.ndarray,
+    ok_clf: np.ndarray,
+    src: np.ndarray,
+    rows_mask: np.ndarray,
+    max_drop: float,
+) -> tuple[float, float]:
+    """The (t, m) answering the most rows of ``rows_mask`` whose cascade macro accuracy (over
+    the sources of those rows) is within ``max_drop`` of the classifier's; ties: higher t."""
+    base = macro_sources(ok_clf[rows_mask], src[rows_mask])
+    best, best_share = (1.0, 1.0), -1.0
+    for (t, m), ans in answered_at.items():
+        ok = np.where(ans, ok_static, ok_clf)[rows_mask]
+        if macro_sources(ok, src[rows_mask]) >= base - max_drop:
+            share = float(ans[rows_mask].mean())
+            if share > best_share or (share == best_share and (t, m) > best):
+                best, best_share = (t, m), share
+    return best
+
+
+def cascade_report(
+    rows: Sequence[Example],
+    fold_of: np.ndarray,
+    static_probs: np.ndarray,
+    clf_probs: np.ndarray,
+) -> dict[str, object]:
+    """The coverage/accuracy curve, the nested threshold choice and the chosen default."""
+    src = np.array([e.source for e in rows])
+    s_pred, c_pred = static_probs.argmax(1), clf_probs.argmax(1)
+    ok_static, ok_clf = accepted(rows, s_pred), accepted(rows, c_pred)
+    top, margin = top_two(static_probs)
+    answered_at = {(t, m): (top >= t) & (margin >= m) for t in T_GRID for m in M_GRID}
+    clf = scores(rows, c_pred)
+
+    def point(t: float, m: float, mask: np.ndarray | None = None) -> dict[str, object]:
+        ans = answered_at[(t, m)]
+        pred = np.where(ans, s_pred, c_pred)
+        sel = np.ones(len(rows), bool) if mask is None else mask
+        a = ans & sel
+        return {
+            "min_probability": t,
+            "min_margin": m,
+            "share_answered": round(float(a.sum() / sel.sum()), 4),
+            "static_accuracy_on_answered": round(float(ok_static[a].mean()), 4)
+            if a.any()
+            else None,
+            "classifier_accuracy_on_same": round(float(ok_clf[a].mean()), 4) if a.any() else None,
+            "cascade": {k: round(v, 4) for k, v in scores(rows, pred, sel).items()},
+        }
+
+    curve = [point(t, 0.0) for t in T_GRID]
+    grid = [point(t, m) for t in T_GRID[::5] for m in M_GRID]
+    # Nested: choose on six folds' sources, apply to the seventh; every row is then decided
+    # by a threshold chosen without its sources (and scored by models that never saw them).
+    nested_pred = np.empty(len(rows), np.int64)
+    nested_ans = np.zeros(len(rows), bool)
+    per_fold = []
+    for k in range(len(FOLDS)):
+        calib, test = fold_of != k, fold_of == k
+        t, m = choose(answered_at, ok_static, ok_clf, src, calib, CHOOSE_DROP)
+        ans = answered_at[(t, m)]
+        nested_pred[test] = np.where(ans, s_pred, c_pred)[test]
+        nested_ans[test] = ans[test]
+        per_fold.append(
+            {
+                "held_out": list(FOLDS[k]),
+                "chosen_on_other_folds": {"min_probability": t, "min_margin": m},
+                "share_answered": round(float(ans[test].mean()), 4),
+                "static_accuracy_on_answered": round(float(ok_static[ans & test].mean()), 4)
+                if (ans & test).any()
+                else None,
+            }
+        )
+    nested = scores(rows, nested_pred)
+    t, m = choose(answered_at, ok_static, ok_clf, src, np.ones(len(rows), bool), CHOOSE_DROP)
+    chosen = point(t, m)
+    per_source = {}
+    ans = answered_at[(t, m)]
+    pred = np.where(ans, s_pred, c_pred)
+    ok_cascade = accepted(rows, pred)
+    for s in sorted(set(src)):
+        sel = src == s
+        per_source[s] = {
+            "n": int(sel.sum()),
+            "share_answered": round(float(ans[sel].mean()), 3),
+            "static_accuracy_on_answered": round(float(ok_static[ans & sel].mean()), 3)
+            if (ans & sel).any()
+            else None,
+            "cascade": round(float(ok_cascade[sel].mean()), 3),
+            "classifier": round(float(ok_clf[sel].mean()), 3),
+            "static_alone": round(float(ok_static[sel].mean()), 3),
+        }
+    return {
+        "classifier_alone": {k: round(v, 4) for k, v in clf.items()},
+        "static_alone": {k: round(v, 4) for k, v in scores(rows, s_pred).items()},
+        "agreement_static_vs_classifier": round(float((s_pred == c_pred).mean()), 4),
+        "curve_margin_0": curve,
+        "grid": grid,
+        "nested": {
+            "what": "(t, m) chosen on 6 folds' sources (cascade macro within "
+            f"{CHOOSE_DROP} of the classifier there), applied to the 7th",
+            "per_fold": per_fold,
+            "share_answered": round(float(nested_ans.mean()), 4),
+            "static_accuracy_on_answered": round(float(ok_static[nested_ans].mean()), 4),
+            "cascade": {k: round(v, 4) for k, v in nested.items()},
+            "drop_vs_classifier_macro_sources": round(
+                clf["macro_sources"] - nested["macro_sources"], 4
+            ),
+            "within_bar": bool(clf["macro_sources"] - nested["macro_sources"] <= MAX_DROP),
+        },
+        "chosen_default": chosen | {"chosen_on": "all 7 folds, same rule"},
+        "per_source_at_default": per_source,
+    }
+
+
+def plot(report: dict[str, object], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = report["curve_margin_0"]  # type: ignore[index]
+    share = [p["share_answered"] for p in curve]
+    casc = [p["cascade"]["macro_sources"] for p in curve]
+    stat = [p["static_accuracy_on_answered"] or np.nan for p in curve]
+    base = report["classifier_alone"]["macro_sources"]  # type: ignore[index]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(share, casc, label="cascade, macro over sources")
+    ax.plot(share, stat, label="static head on what it answers (plain)", alpha=0.7)
+    ax.axhline(base, color="k", ls="--", lw=1, label="classifier alone")
+    ax.axhline(base - MAX_DROP, color="r", ls=":", lw=1, label="classifier − 2 points")
+    d = report["chosen_default"]  # type: ignore[index]
+    ax.plot(
+        [d["share_answered"]],
+        [d["cascade"]["macro_sources"]],
+        "o",
+        color="r",
+        label=f"default t={d['min_probability']}, m={d['min_margin']}",
+    )
+    ax.set_xlabel("share answered by the static tier (out of source, 7,522 prompts)")
+    ax.set_ylabel("accepted accuracy")
+    ax.set_title("static route head → classifier cascade, leave-sources-out (margin 0)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def digest(examples: Sequence[Example]) -> str:
+    return bc.data_digest(examples)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", type=Path, help="write route_head.npz/.json into this static dir")
+    ap.add_argument("--loso", action="store_true", help="leave-sources-out cascade evaluation")
+    ap.add_argument("--out-json", type=Path, help="with --loso: the result JSON (+ .png)")
+    ap.add_argument("--probs", type=Path, default=DEFAULT_PROBS, help="eval_loso's .probs.npz")
+    ap.add_argument("--static-dir", type=Path, default=default_static_dir())
+    ap.add_argument("--max-tokens", type=int, default=bc.TRAIN_MAX_TOKENS)
+    ap.add_argument("--distill", type=float, default=0.0, help="weight of the soft targets")
+    ap.add_argument("--version", default=time.strftime("%Y%m%d"))
+    ap.add_argument("--cascade-json", type=Path, help="with --out: thresholds from this result")
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--seed", type=int, default=bc.SEED)
+    ap.add_argument("--feature-cache", type=Path, help="keep the static embeddings here")
+    ap.add_argument("--l2", type=float, nargs="+", default=list(L2_GRID), help="L2 grid")
+    args = ap.parse_args(argv)
+    if not (args.out or args.loso):
+        ap.error("give --out and/or --loso")
+    started = time.perf_counter()
+
+    examples = bc.collect(args.shared, args.seed)
+    encoder = StaticEncoder(args.static_dir, max_tokens=args.max_tokens)
+    z = np.load(args.probs)
+    rows, fold_of = loso_rows(examples, args.seed)
+    check_alignment(rows, z)
+    print(f"{len(rows)} out-of-source rows line up with {args.probs.name}", flush=True)
+    # Soft targets keyed by text (a text may recur across sources: keep the first row's).
+    soft: dict[str, np.ndarray] = {}
+    for e, p in zip(rows, z["probs"], strict=True):
+        soft.setdefault(e.text, p.astype(np.float64))
+    full_train, full_val = bc.split(examples, set(), args.seed)
+    splits = {held: bc.split(examples, set(held), args.seed) for held in FOLDS}
+    texts = {e.text for e in [*full_train, *full_val, *rows]}
+    for train, val in splits.values():
+        texts |= {e.text for e in [*train, *val]}
+    t0 = time.perf_counter()
+    feats = cached_features(encoder, sorted(texts), args.feature_cache)
+    feat_seconds = time.perf_counter() - t0
+    print(f"static embeddings of {len(feats)} texts in {feat_seconds:.1f} s", flush=True)
+
+    result: dict[str, object] = {}
+    if args.loso:
+        static_probs = np.zeros((len(rows), len(ROUTES)), np.float32)
+        fold_of_arr = np.array(fold_of)
+        folds = []
+        for k, held in enumerate(FOLDS):
+            train, val = splits[held]
+            print(f"fold {k}: held out {held}; train {len(train)}", flush=True)
+            # A fold's soft targets may only come from rows whose teacher never saw its
+            # held-out sources; every other fold's teacher trained on them, so with --distill
+            # this evaluation is optimistic (noted in the result).
+            head = fit(train, val, feats, soft, args.distill, args.l2)
+            sel = fold_of_arr == k
+            x = np.stack([feats[rows[i].text] for i in np.flatnonzero(sel)])
+            static_probs[sel] = probabilities(head, x)
+            folds.append(
+                {
+                    "held_out": list(held),
+                    "train_examples": len(train),
+                    "l2": head["l2"],
+                    "temperature": round(float(head["temperature"]), 3),  # type: ignore[arg-type]
+                    "val_accuracy_in_source": round(float(head["val_accuracy"]), 4),  # type: ignore[arg-type]
+                }
+            )
+        report = cascade_report(rows, fold_of_arr, static_probs, z["probs"])
+        result = {
+            "what": "static route head → route classifier cascade, leave-sources-out: each "
+            "prompt scored by a static head and a classifier that never saw its source",
+            "classifier_probs": str(args.probs.relative_to(ROOT)),
+            "accepted": "label or also (models/route_corpus.py), argmax of each model as in "
+            "models/eval_loso.py",
+            "distill": args.distill,
+            "distill_note": "soft targets come from fold models that trained on the other "
+            "folds' held-out sources: with distill > 0 this is optimistic"
+            if args.distill
+            else "labels only: no classifier output used, the evaluation is clean",
+            "static_model": encoder.id,
+            "max_tokens": args.max_tokens,
+            "seed": args.seed,
+            "folds": folds,
+            **report,
+            "cpu": lscpu_flags(),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
+        if args.out_json:
+            args.out_json.parent.mkdir(parents=True, exist_ok=True)
+            args.out_json.write_text(json.dumps(result, indent=1) + "\n")
+            plot(result, args.out_json.with_suffix(".png"))
+            np.savez_compressed(args.out_json.with_suffix(".probs.npz"), static_probs=static_probs)
+            print(f"wrote {args.out_json}", flush=True)
+        c, n = result["classifier_alone"], result["nested"]
+        d = result["chosen_default"]
+        print(f"classifier alone {c}; static alone {result['static_alone']}")
+        print(f"nested: {json.dumps({k: n[k] for k in n if k != 'per_fold'})}")
+        print(f"default: {json.dumps(d)}")
+
+    if args.out:
+        print("shipped head: all training sources", flush=True)
+        head = fit(full_train, full_val, feats, soft, args.distill, args.l2)
+        cascade = json.loads(args.cascade_json.read_text()) if args.cascade_json else result
+        if not cascade:
+            raise SystemExit("--out needs --loso or --cascade-json for the thresholds")
+        d = cascade["chosen_default"]
+        write_head(args, encoder, head, d, cascade, full_train, full_val, started)
+    return 0
+
+
+def write_head(
+    args: argparse.Namespace,
+    encoder: StaticEncoder,
+    head: dict[str, object],
+    default: dict[str, object],
+    cascade: dict[str, object],
+    train: Sequence[Example],
+    val: Sequence[Example],
+    started: float,
+) -> None:
+    """route_head.npz (weight, bias) and route_head.json (routes, thresholds, provenance)."""
+    out: Path = args.out
+    np.savez(out / HEAD_FILE, weight=head["weight"], bias=head["bias"])
+    table = encoder.model_dir / "static.npz"
+    meta = {
+        "version": f"static-routes/{args.version}",
+        "routes": list(ROUTES),
+        "dim": encoder.dim,
+        "temperature": round(float(head["temperature"]), 4),  # type: ignore[arg-type]
+        "static_model": {"id": encoder.id, "static.npz_sha256": sha256_file(table)},
+        "thresholds": {
+            "min_probability": default["min_probability"],
+            "min_margin": default["min_margin"],
+            "chosen": "leave-sources-out: the most prompts answered with the cascade's macro "
+            f"accuracy within {CHOOSE_DROP} of the classifier's (bar {MAX_DROP})",
+            "out_of_source": {
+                k: cascade["nested"][k]  # type: ignore[index]
+                for k in ("share_answered", "static_accuracy_on_answered", "cascade")
+            }
+            | {"classifier_alone": cascade["classifier_alone"]},
+        },
+        "training": {
+            "script": "models/build_static_head.py",
+            "method": "softmax regression on the static embedding (L-BFGS, numpy/scipy), "
+            f"label smoothing {LABEL_SMOOTHING}, L2 by in-source validation",
+            "seed": args.seed,
+            "l2": head["l2"],
+            "distill": args.distill,
+            "max_tokens": args.max_tokens,
+            "train_examples": len(train),
+            "train_data_sha256": digest(train),
+            "val_examples": len(val),
+            "val_data_sha256": digest(val),
+            "val_accuracy_in_source": round(float(head["val_accuracy"]), 4),  # type: ignore[arg-type]
+            "never_trained_on": sorted(EVAL_ONLY_SOURCES),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        },
+        "sha256": {HEAD_FILE: sha256_file(out / HEAD_FILE)},
+    }
+    (out / HEAD_META).write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {out / HEAD_FILE} ({meta['version']})", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
