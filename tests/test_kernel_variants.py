@@ -294,3 +294,29 @@ async def test_get_status_reports_the_running_encoders_kernels(
         k = (await status(adm)).encoder_kernels
     assert (k.variant, k.threads, k.source) == ("fp32", 1, "forced")
     assert k.cpu_key == kv.cpu_key(kv.cpu_signature()) and k.model_hash
+
+
+def test_head_truncation_keeps_the_start_and_head_tail_keeps_the_end() -> None:
+    text = " ".join(f"w{i}" for i in range(200)) + " final question"
+    path = MODEL_DIR / "tokenizer.json"
+    full = TextTokenizer(path, 512).encode_batch([text]).input_ids[0].tolist()
+    head = TextTokenizer(path, 32, "head").encode_batch([text]).input_ids[0].tolist()
+    both = TextTokenizer(path, 32).encode_batch([text]).input_ids[0].tolist()
+    assert len(head) == len(both) == 32
+    assert head[:-1] == full[:31] and head[-1] == full[-1]  # the start, then [SEP]
+    assert both[:16] == full[:16] and both[-16:] == full[-16:]  # first and last halves
+    with pytest.raises(kv.EncoderError, match="truncation"):
+        TextTokenizer(path, 32, "tail")
+
+
+def test_config_threads_and_variant() -> None:
+    from pydantic import ValidationError
+
+    from semroute.config import EncoderSpec
+
+    assert load_config().encoder.variant == "auto" and load_config().encoder.threads == "auto"
+    assert EncoderSpec(threads=3).threads == 3 and EncoderSpec().threads is None
+    with pytest.raises(ValidationError):
+        EncoderSpec(threads=0)
+    with pytest.raises(ValidationError):
+        EncoderSpec(threads="many")

@@ -56,8 +56,9 @@ def choose_encoder_kernels(config: Config, model_dir: Path) -> KernelChoice:
     enc = config.encoder
     threads: int | str = enc.intra_op_threads if enc.threads is None else enc.threads
     variant = enc.variant
-    if enc.device != "cpu" and variant == AUTO:
-        variant = DEFAULT_NAME  # the choice measures CPU kernels
+    if enc.device != "cpu":  # the benchmark measures CPU kernels: nothing to learn for a GPU
+        variant = DEFAULT_NAME if variant == AUTO else variant
+        threads = enc.intra_op_threads if threads == AUTO else threads
     return choose_kernels(
         model_dir,
         read_metadata(model_dir),
