@@ -566,8 +566,12 @@ def export(
     out_dir: Path,
     tokenizer_json: Path,
     meta: dict[str, object],
+    fp32_out: Path | None = None,
 ) -> dict[str, object]:
-    """model.onnx (int8), tokenizer.json, reference.npz (torch fp32 outputs), encoder.json."""
+    """model.onnx (int8), tokenizer.json, reference.npz (torch fp32 outputs), encoder.json.
+
+    ``fp32_out``: also keep the fp32 graph there, the input of models/build_variants.py.
+    """
     import onnx
     import onnxruntime as ort
 
@@ -585,6 +589,9 @@ def export(
         print(f"fp32 ONNX vs torch: {parity}", flush=True)
         if parity["embedding_max_abs_diff"] > 1e-4 or parity["logits_max_abs_diff"] > 1e-3:
             raise AssertionError(f"fp32 graph disagrees with torch: {parity}")
+        if fp32_out is not None:
+            fp32_out.parent.mkdir(parents=True, exist_ok=True)
+            fp32_out.write_bytes(fp32_path.read_bytes())
         int8 = quantize_blockwise_int8(onnx.load(fp32_path), block_size=BLOCK_SIZE)
         tmp_model = out_dir / "model.onnx.tmp"
         onnx.save(int8, tmp_model)
@@ -768,6 +775,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="model directory to write")
     ap.add_argument("--version", default=time.strftime("%Y%m%d"))
     ap.add_argument("--examples", type=Path, help="train on this JSONL instead of the corpus")
+    ap.add_argument(
+        "--lower-cache",
+        type=Path,
+        help="frozen lower layers' output from an earlier run (eval_loso.py's); saved back "
+        "only when this run added texts",
+    )
+    ap.add_argument(
+        "--fp32-out", type=Path, help="also keep the fp32 graph here (for build_variants.py)"
+    )
     add_training_args(ap)
     args = ap.parse_args(argv)
 
@@ -782,9 +798,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"val {len(val_set)}",
         flush=True,
     )
+    if args.lower_cache:
+        cache.load(args.lower_cache)
+        known = len(cache.states)
+        cache.fill([e.text for e in train_set] + [e.text for e in val_set])
+        if len(cache.states) > known:
+            cache.save(args.lower_cache)
     model, temperature, val_acc, report = fit(train_set, val_set, cache, args, weights, cfg)
     meta = export_meta(args, src, train_set, val_set, temperature, val_acc, report, started)
-    export(model, cfg, tok, args.out, plain_model_dir() / "tokenizer.json", meta)
+    export(model, cfg, tok, args.out, plain_model_dir() / "tokenizer.json", meta, args.fp32_out)
     return 0
 
 

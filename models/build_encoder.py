@@ -463,7 +463,7 @@ def _blockwise_int8(w_in_out: np.ndarray, block_size: int) -> tuple[np.ndarray, 
 
 
 def quantize_blockwise_int8(
-    fp32: onnx.ModelProto, *, block_size: int = 64, accuracy_level: int = 4
+    fp32: onnx.ModelProto, *, block_size: int = 64, accuracy_level: int = 4, matmuls: bool = True
 ) -> onnx.ModelProto:
     """Quantise every constant-weight MatMul to 8-bit blockwise and the word embeddings per row.
 
@@ -472,6 +472,9 @@ def quantize_blockwise_int8(
     (com.microsoft) with ``accuracy_level=4`` quantises activations per row and per block, which
     keeps every text's embedding independent of its batch and within 0.998 of fp32, at the same
     ~24 MB. The word-embedding table becomes int8 with one fp32 scale per token row.
+
+    ``matmuls=False`` quantises only the word embeddings: the common base of the kernel variants
+    in models/build_variants.py (fp32 and dynamic int8 matmuls).
     """
     model = onnx.ModelProto()
     model.CopyFrom(fp32)
@@ -482,7 +485,12 @@ def quantize_blockwise_int8(
     new_inits: list[onnx.TensorProto] = []
     for node in graph.node:
         weight = node.input[1] if len(node.input) > 1 else None
-        if node.op_type == "MatMul" and weight in inits and len(inits[weight].dims) == 2:
+        if (
+            matmuls
+            and node.op_type == "MatMul"
+            and weight in inits
+            and len(inits[weight].dims) == 2
+        ):
             w = numpy_helper.to_array(inits[weight])
             q, scales = _blockwise_int8(w, block_size)
             new_inits += [
@@ -546,6 +554,9 @@ def quantize_blockwise_int8(
     graph.node.extend(new_nodes)
     del graph.initializer[:]
     graph.initializer.extend(kept + new_inits)
+    if not matmuls:
+        model.doc_string += " Word embeddings int8 per row."
+        return model
     model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     model.doc_string += (
         f" Weights int8 blockwise (MatMulNBits bits=8 block_size={block_size} symmetric,"

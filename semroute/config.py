@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -149,7 +149,17 @@ class EncoderSpec(_Frozen):
     # relative to the config file, like every path in it.
     model_dir: Path | None = None
     device: Literal["cpu", "cuda"] = "cpu"
+    # Which of the model directory's graphs (kernel variants) to run: "auto" picks the fastest
+    # that meets the accuracy bar on this CPU with a short benchmark at start, cached per CPU
+    # and model in kernel_cache_dir (semroute/encoder/variants.py); a name forces one.
+    variant: str = "auto"
+    # Intra-op threads per inference thread: "auto" measures 1, 2 and all cores (capped so
+    # that inference_threads x threads <= cores); null = intra_op_threads below.
+    threads: Literal["auto"] | Annotated[int, Field(ge=1, le=256)] | None = None
     intra_op_threads: int = Field(default=0, ge=0)
+    # Where the kernel choice is cached; null = <repo>/var/kernels, beside the bundled models
+    # (one measurement per host and model, whichever config file starts the server).
+    kernel_cache_dir: Path | None = None
     max_tokens: int = Field(default=128, ge=8, le=8192)
     # Test-only: milliseconds added to every encoder pass (a slow CPU on a fast
     # one; see semroute/encoder/delay.py). 0 in production.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -234,4 +235,20 @@ class Admin:
             watch=watch,
             rss_bytes=_rss_bytes(),
             malformed_requests=self.bad_input.total,
+            encoder_kernels=_encoder_kernels(reg.router.encoder),
         )
+
+
+def _encoder_kernels(encoder: Any) -> apb.EncoderKernels | None:
+    """The encoder's kernel choice (semroute/encoder/variants.py), when one was made."""
+    k = getattr(encoder, "kernel", None)
+    if k is None:
+        return None
+    return apb.EncoderKernels(
+        variant=k.variant,
+        threads=k.threads,
+        source=k.source,
+        cpu_key=k.cpu_key,
+        model_hash=k.model_hash,
+        ms_per_prompt=k.ms_per_prompt,
+    )

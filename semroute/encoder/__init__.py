@@ -24,9 +24,18 @@ from semroute.bundle import sha256_file
 from semroute.encoder.errors import EncoderError
 from semroute.encoder.onnx_backend import OnnxBackend
 from semroute.encoder.route_head import RouteHead
-from semroute.encoder.tokenize import TextTokenizer, TokenBatch
+from semroute.encoder.tokenize import HEAD_TAIL, TextTokenizer, TokenBatch
+from semroute.encoder.variants import KernelChoice, resolve_variant
 
-__all__ = ["Encoder", "EncoderError", "RouteHead", "default_model_dir", "plain_model_dir"]
+__all__ = [
+    "Encoder",
+    "EncoderError",
+    "KernelChoice",
+    "RouteHead",
+    "default_model_dir",
+    "plain_model_dir",
+    "read_metadata",
+]
 
 log = logging.getLogger("semroute.encoder")
 
@@ -63,7 +72,8 @@ def plain_model_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / PLAIN_MODEL
 
 
-def _read_metadata(model_dir: Path) -> dict[str, Any]:
+def read_metadata(model_dir: Path) -> dict[str, Any]:
+    """encoder.json of a model directory ({} when it has none)."""
     path = model_dir / "encoder.json"
     if not path.exists():
         return {}
@@ -91,7 +101,12 @@ class Encoder:
         device: str = "cpu",
         intra_op_threads: int = 0,
         max_tokens: int | None = None,
+        variant: str | None = None,
+        truncation: str = HEAD_TAIL,
     ) -> None:
+        """``variant``: which of the directory's graphs to run (None: model.onnx); all share
+        the id, since every shipped variant meets the accuracy bar against fp32
+        (semroute/encoder/variants.py), so an index built with one serves the others."""
         model_dir = Path(model_dir).expanduser()
         if not model_dir.is_dir():
             raise EncoderError(
@@ -99,16 +114,17 @@ class Encoder:
                 f"the config or ${MODEL_DIR_ENV}, or rebuild the bundled model with "
                 f"`python models/build_classifier.py --out models/{BUNDLED_MODEL}`"
             )
-        model_path = model_dir / "model.onnx"
+        meta = read_metadata(model_dir)
+        chosen = resolve_variant(model_dir, meta, variant)
+        model_path = chosen.path
         tokenizer_path = model_dir / "tokenizer.json"
         for path in (model_path, tokenizer_path):
             if not path.is_file():
                 raise EncoderError(
                     f"{path} is missing: an encoder directory needs model.onnx and tokenizer.json"
                 )
-        meta = _read_metadata(model_dir)
         model_sha = sha256_file(model_path)
-        expected = meta.get("sha256", {}).get("model.onnx")
+        expected = chosen.sha256
         if expected and expected != model_sha:
             raise EncoderError(
                 f"{model_path} does not match the sha256 in encoder.json ({model_sha[:12]}… vs "
@@ -117,6 +133,11 @@ class Encoder:
             )
 
         self.model_dir = model_dir
+        self.model_path = model_path
+        self.variant = chosen.name
+        self.intra_op_threads = intra_op_threads
+        # Set by whoever chose the variant and threads (semroute.server.app.make_encoder).
+        self.kernel: KernelChoice | None = None
         self.id = str(meta.get("id") or f"{model_dir.name}/{model_sha[:12]}")
         self._backend = OnnxBackend(
             model_path,
@@ -135,7 +156,7 @@ class Encoder:
             raise EncoderError(
                 f"max_tokens={self.max_tokens} exceeds the {positions} positions {self.id} knows"
             )
-        self._tokenizer = TextTokenizer(tokenizer_path, self.max_tokens)
+        self._tokenizer = TextTokenizer(tokenizer_path, self.max_tokens, truncation)
 
         dim = self._backend.dim
         if dim is None:  # symbolic last axis: ask the model
@@ -148,9 +169,10 @@ class Encoder:
         if self.route_head is not None:
             self._check_route_head(self.route_head)
         log.info(
-            "encoder %s loaded from %s (dim %d, max_tokens %d, providers %s)",
+            "encoder %s loaded from %s (variant %s, dim %d, max_tokens %d, providers %s)",
             self.id,
             model_dir,
+            self.variant,
             self.dim,
             self.max_tokens,
             ",".join(self.providers),

@@ -20,6 +20,9 @@ from tokenizers import Encoding, Tokenizer
 
 from semroute.encoder.errors import EncoderError
 
+HEAD_TAIL = "head_tail"
+HEAD = "head"
+
 
 @dataclass(frozen=True)
 class TokenBatch:
@@ -51,7 +54,12 @@ class TokenBatch:
 class TextTokenizer:
     """Wraps ``tokenizers.Tokenizer`` with the truncation and padding policy the encoder needs."""
 
-    def __init__(self, path: str | Path, max_tokens: int) -> None:
+    def __init__(self, path: str | Path, max_tokens: int, truncation: str = HEAD_TAIL) -> None:
+        """``truncation``: "head_tail" (serving) or "head" (drop the end; measured against it
+        in benchmarks/kernels.py)."""
+        if truncation not in (HEAD_TAIL, HEAD):
+            raise EncoderError(f"truncation must be {HEAD_TAIL!r} or {HEAD!r}, got {truncation!r}")
+        self.truncation = truncation
         path = Path(path)
         if not path.is_file():
             raise EncoderError(f"tokenizer file {path} does not exist")
@@ -127,8 +135,8 @@ class TextTokenizer:
             return ids, types
         lead, trail = self._lead, self._trail
         budget = self.max_tokens - lead - trail
-        head = budget - budget // 2
-        tail = budget // 2
+        tail = budget // 2 if self.truncation == HEAD_TAIL else 0
+        head = budget - tail
         end = len(ids) - trail
         keep = [*range(lead + head), *range(end - tail, len(ids))]
         return [ids[i] for i in keep], [types[i] for i in keep]

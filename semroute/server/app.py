@@ -31,7 +31,14 @@ from semroute import tracing
 from semroute.admin.bundles import serving_config
 from semroute.admin.runtime import Admin
 from semroute.config import Config, ServerSpec, load_config
-from semroute.encoder import Encoder, default_model_dir
+from semroute.encoder import Encoder, KernelChoice, default_model_dir, read_metadata
+from semroute.encoder.variants import (
+    AUTO,
+    DEFAULT_NAME,
+    available_cores,
+    choose_kernels,
+    default_cache_dir,
+)
 from semroute.pipeline import Pipeline
 from semroute.route_index import TextEncoder
 from semroute.router import Router, RoutingState
@@ -46,15 +53,55 @@ log = logging.getLogger("semroute.server")
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 
 
+def choose_encoder_kernels(config: Config, model_dir: Path) -> KernelChoice:
+    """The variant and intra-op threads for this CPU (semroute/encoder/variants.py).
+
+    ``auto`` threads are capped so that the inference threads together use no more than the
+    cores: a single-stream benchmark would otherwise pick 2 threads per call and the two
+    inference threads would then fight over the same cores under load.
+    """
+    enc = config.encoder
+    threads: int | str = enc.intra_op_threads if enc.threads is None else enc.threads
+    variant = enc.variant
+    if enc.device != "cpu":  # the benchmark measures CPU kernels: nothing to learn for a GPU
+        variant = DEFAULT_NAME if variant == AUTO else variant
+        threads = enc.intra_op_threads if threads == AUTO else threads
+    return choose_kernels(
+        model_dir,
+        read_metadata(model_dir),
+        variant=variant,
+        threads=threads,
+        max_tokens=enc.max_tokens,
+        cache_dir=(
+            config.resolve(enc.kernel_cache_dir) if enc.kernel_cache_dir else default_cache_dir()
+        ),
+        max_threads=max(1, available_cores() // config.server.inference_threads),
+    )
+
+
 def make_encoder(config: Config) -> Encoder:
     """The encoder the config asks for (the bundled model unless it names another)."""
     enc = config.encoder
+    model_dir = config.resolve(enc.model_dir) if enc.model_dir else default_model_dir()
+    if not model_dir.is_dir():  # let Encoder say what to do about it
+        kernel = None
+    else:
+        kernel = choose_encoder_kernels(config, model_dir)
+        log.info(
+            "encoder kernels: variant %s, %d intra-op threads (%s)",
+            kernel.variant,
+            kernel.threads,
+            kernel.source,
+            extra={"fields": kernel.log_fields()},
+        )
     encoder = Encoder(
-        config.resolve(enc.model_dir) if enc.model_dir else default_model_dir(),
+        model_dir,
         device=enc.device,
-        intra_op_threads=enc.intra_op_threads,
+        intra_op_threads=kernel.threads if kernel else enc.intra_op_threads,
         max_tokens=enc.max_tokens,
+        variant=kernel.variant if kernel else None,
     )
+    encoder.kernel = kernel
     if enc.test_delay_ms > 0:
         from semroute.encoder.delay import DelayedEncoder
 
