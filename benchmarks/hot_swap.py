@@ -61,6 +61,7 @@ import yaml
 
 from benchmarks.loadgen import procstat
 from benchmarks.loadgen.cli import host_info
+from benchmarks.loadgen.senders import UnarySender
 from benchmarks.loadgen.servers import start_server, stop_server
 from benchmarks.loadgen.worker import WorkerConfig, _open_loop, _Stats, connected_on_timeline
 from benchmarks.prompts import KNOBS, MIXES, PromptMix, RequestFactory, load_pool
@@ -133,7 +134,7 @@ async def _client(cfg: WorkerConfig, ready_q: Any, start_q: Any) -> dict[str, An
     async with connected_on_timeline(cfg, ready_q, start_q, 600) as (stub, t0, t_meas, t_end):
         if t0 > now_ns():
             await asyncio.sleep((t0 - now_ns()) / 1e9)
-        await _open_loop(cfg, stub, next_req, stats, t0, t_meas, t_end)
+        await _open_loop(cfg, UnarySender(stub, cfg.timeout_s), next_req, stats, t0, t_meas, t_end)
     rows = np.asarray(stats.rows, dtype=np.int64).reshape(-1, 6)
     return {
         "index": cfg.index,

@@ -34,6 +34,33 @@ def count_encodes(monkeypatch: pytest.MonkeyPatch, router) -> list[str]:  # type
     return encoded
 
 
+# The cascade's static head is unsure of this prompt, so it reaches the encoder.
+ENCODER_BOUND_PROMPT = "is it worth refinancing my mortgage when rates drop half a point"
+
+
+def tiers_until_each_worker_encoded(target: str, workers: int = 2, tries: int = 400) -> list[int]:
+    """Send ENCODER_BOUND_PROMPT over a new connection each time (the kernel spreads them
+    over `--workers` processes, each with its own caches) until `workers` answers came
+    from an encoder: one per process. Returns every answer's tier, in order."""
+    from semroute.v1 import router_pb2 as pb
+
+    request = pb.RouteRequest(prompt=ENCODER_BOUND_PROMPT)
+    tiers: list[int] = []
+    fresh = [("grpc.use_local_subchannel_pool", 1)]
+    for _ in range(tries):
+        with grpc.insecure_channel(target, options=fresh) as ch:
+            try:
+                d = router_pb2_grpc.RouterServiceStub(ch).Route(request, timeout=30)
+            except grpc.RpcError as e:
+                # the other process may still be loading its model: try another connection
+                assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+                continue
+        tiers.append(d.tier)
+        if tiers.count(pb.TIER_ENCODER) == workers:
+            break
+    return tiers
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

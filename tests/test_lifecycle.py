@@ -20,7 +20,7 @@ from semroute.server.app import App
 from semroute.v1 import router_pb2 as pb
 from semroute.v1 import router_pb2_grpc
 
-from .conftest import REPO, count_encodes, free_port, wait_serving
+from .conftest import REPO, count_encodes, free_port, tiers_until_each_worker_encoded, wait_serving
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -348,23 +348,7 @@ def test_workers_share_the_port_with_so_reuseport(index_dir: Path, tmp_path: Pat
         )  # fmt: skip
     try:
         wait_serving(target, timeout=120, proc=proc)
-        # The cascade's static head is unsure of this prompt: each process runs its encoder.
-        request = pb.RouteRequest(
-            prompt="is it worth refinancing my mortgage when rates drop half a point"
-        )
-        tiers = []
-        fresh = [("grpc.use_local_subchannel_pool", 1)]
-        for _ in range(400):  # a new TCP connection each time; the kernel spreads them
-            with grpc.insecure_channel(target, options=fresh) as ch:
-                try:
-                    d = router_pb2_grpc.RouterServiceStub(ch).Route(request, timeout=30)
-                except grpc.RpcError as e:
-                    # the other process may still be loading its model: try another connection
-                    assert e.code() == grpc.StatusCode.UNAVAILABLE, e
-                    continue
-            tiers.append(d.tier)
-            if tiers.count(pb.TIER_ENCODER) == 2:
-                break
+        tiers = tiers_until_each_worker_encoded(target)
         assert tiers.count(pb.TIER_ENCODER) == 2, tiers
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()

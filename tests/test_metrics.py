@@ -25,7 +25,13 @@ from semroute.server.app import App
 from semroute.v1 import router_pb2 as pb
 from semroute.v1 import router_pb2_grpc
 
-from .conftest import REPO, free_port, wait_serving
+from .conftest import (
+    ENCODER_BOUND_PROMPT,
+    REPO,
+    free_port,
+    tiers_until_each_worker_encoded,
+    wait_serving,
+)
 from .test_lifecycle import _hold_then_overflow, _overload_app
 
 ROUTE = "/semroute.v1.RouterService/Route"
@@ -293,22 +299,7 @@ def test_workers_metrics_are_the_sum_over_workers(index_dir: Path, tmp_path: Pat
     )  # fmt: skip
     try:
         wait_serving(target, timeout=120, proc=proc)
-        # The cascade's static head is unsure of this prompt: each process runs its encoder.
-        request = pb.RouteRequest(
-            prompt="is it worth refinancing my mortgage when rates drop half a point"
-        )
-        tiers = []
-        fresh = [("grpc.use_local_subchannel_pool", 1)]
-        for _ in range(400):  # a new TCP connection each time; the kernel spreads them
-            with grpc.insecure_channel(target, options=fresh) as ch:
-                try:
-                    d = router_pb2_grpc.RouterServiceStub(ch).Route(request, timeout=30)
-                except grpc.RpcError as e:
-                    assert e.code() == grpc.StatusCode.UNAVAILABLE, e  # the other still loads
-                    continue
-            tiers.append(d.tier)
-            if tiers.count(pb.TIER_ENCODER) == 2:
-                break
+        tiers = tiers_until_each_worker_encoded(target)
         assert tiers.count(pb.TIER_ENCODER) == 2, tiers
         calls = len(tiers)
         for _ in range(200):  # workers write their counts every second
@@ -324,6 +315,10 @@ def test_workers_metrics_are_the_sum_over_workers(index_dir: Path, tmp_path: Pat
         assert total(samples, "semroute_cache_hits_total", cache="wire") == calls - 2
         assert total(samples, "semroute_decision_latency_seconds_count") == calls
         versions = {dict(ls)["index_version"] for (n, ls) in samples if n.endswith("_info")}
+        with grpc.insecure_channel(target) as ch:  # after the scrape: not in its counts
+            d = router_pb2_grpc.RouterServiceStub(ch).Route(
+                pb.RouteRequest(prompt=ENCODER_BOUND_PROMPT), timeout=30
+            )
         assert versions == {d.index_version}
     finally:
         _stop(proc, log)
