@@ -11,7 +11,6 @@ import pytest
 from semroute.config import Config, load_config
 from semroute.encoder import default_model_dir
 from semroute.encoder.route_head import RouteHead
-from semroute.encoder.static import default_static_dir
 from semroute.route_classifier import ClassifierRoutes
 from semroute.types import Reason, RouteQuery
 from semroute.v1 import router_pb2 as pb
@@ -155,21 +154,20 @@ def test_grpc_decision_carries_the_classifier_version(stub) -> None:  # type: ig
     version = json.loads((default_model_dir() / "encoder.json").read_text())["classifier"][
         "version"
     ]
-    # The cascade's static head is unsure of this one (faq_lookup 0.68 vs high_stakes 0.15):
-    # the encoder's classifier decides and names itself.
+    # The encoder's classifier decides and names itself.
     d = stub.Route(
         pb.RouteRequest(prompt="is it worth refinancing my mortgage when rates drop half a point"),
         timeout=30,
     )
     assert d.tier == pb.TIER_ENCODER and d.reason == pb.DECISION_REASON_CLASSIFIER
     assert d.classifier_version == version
-    # ...and sure of this one (formal_math 0.99): the static head decides and names itself.
-    static_version = json.loads((default_static_dir() / "route_head.json").read_text())["version"]
+    # The static head is sure of this one (formal_math 0.99), but the default config runs
+    # the classifier alone (the cascade is opt-in): the encoder decides it too.
     d = stub.Route(
         pb.RouteRequest(prompt="prove that there are infinitely many primes"), timeout=30
     )
-    assert d.tier == pb.TIER_STATIC and d.reason == pb.DECISION_REASON_CLASSIFIER
-    assert d.classifier_version == static_version
+    assert d.tier == pb.TIER_ENCODER and d.reason == pb.DECISION_REASON_CLASSIFIER
+    assert d.classifier_version == version
     assert d.route in {"formal_math", "math"}
     # A rule still wins over the classifier (greeting-only rule in the default config).
     r = stub.Route(pb.RouteRequest(prompt="hello"), timeout=30)

@@ -74,11 +74,11 @@ async def test_edited_repeats_reuse_the_decision_and_nothing_else_does(
 async def test_the_cascade_reuses_the_probes_static_embedding(
     config: Config, index_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Default config (similar cache and the cascade's fast tier on): a prompt the static
+    """The similar cache and the cascade's fast tier (opt-in) both on: a prompt the static
     route head is sure of is embedded once by the static encoder (the similar cache's probe,
     reused by the fast tier), never by the full encoder, and its edit reuses that decision."""
     cfg = with_similar(config)
-    assert cfg.fast_tier.enabled
+    cfg = cfg.model_copy(update={"fast_tier": cfg.fast_tier.model_copy(update={"enabled": True})})
     router = app_module.load_router(cfg, index_dir)
     encoded = count_encodes(monkeypatch, router)
     static_calls: list[str] = []
