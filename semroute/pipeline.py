@@ -26,7 +26,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -64,6 +64,15 @@ Reply = pb.RouteDecision | bytes
 TimeRemaining = Callable[[], float | None]
 # (decision-cache key, serialised template, the request it was made for)
 PrimedEntry = tuple[bytes, bytes, RouteQuery]
+
+
+class _Miss(NamedTuple):
+    """An exact-bytes cache miss: the routing state its key was made under (the decision
+    is made, and cached, under the same one), the key, and when the request began."""
+
+    state: RoutingState
+    wire: bytes
+    t0: int
 
 
 class DecisionTap(Protocol):
@@ -146,28 +155,43 @@ class Pipeline:
         self, request: pb.RouteRequest, time_remaining: TimeRemaining | None = None
     ) -> Reply:
         """The decision for one request; raises RoutingError (code, actionable message)."""
-        blob = self.cached(request)
-        if blob is not None:
-            return blob
-        return await self.decide_uncached(request, time_remaining)
+        reply, miss = self._lookup(request)
+        if reply is not None:
+            return reply
+        return await self._decide_missed(request, time_remaining, miss)
 
     def cached(self, request: pb.RouteRequest, request_id: str = "") -> bytes | None:
         """The wire form of the decision for a byte-identical request (but for its id) answered
         before under this config and index, else None (then `decide_uncached`).
 
-        It was valid then, so it is valid now: nothing is validated, normalised or
-        re-serialised. Synchronous, so a batch answers its hits without a task each. A
-        tap decodes such a request only when it samples it.
+        Synchronous, so a batch answers its hits without a task each."""
+        return self._lookup(request, request_id)[0]
+
+    async def decide_uncached(
+        self, request: pb.RouteRequest, time_remaining: TimeRemaining | None = None
+    ) -> Reply:
+        """`decide` past the exact-bytes cache (a caller that just missed it)."""
+        return await self._decide_missed(request, time_remaining, None)
+
+    def _lookup(
+        self, request: pb.RouteRequest, request_id: str = ""
+    ) -> tuple[bytes | None, _Miss | None]:
+        """(the exact-bytes cache's reply, None), or (None, the miss: its key and state, for
+        the decision to be cached under) when there is a cache to miss.
+
+        A hit was valid when first answered, so it is valid now: nothing is validated,
+        normalised or re-serialised. A tap decodes such a request only when it samples it.
         """
         t0 = time.perf_counter_ns()
         router, cache = self.router, self.cache
         if cache is None or router is None:
-            return None
+            return None, None
         state = router.state
-        blob = cache.get(wire_key(request, state.cache_salt))
+        wire = wire_key(request, state.cache_salt)
+        blob = cache.get(wire)
         if blob is None:
             self.metrics.cache_miss(m.WIRE)
-            return None
+            return None, _Miss(state, wire, t0)
         self._wire_hits += 1
         if self.tap is not None:
             self.tap.observe(lambda: query_from_proto(request, self._limits), state)
@@ -178,18 +202,23 @@ class Pipeline:
             tracing.exact_hit(reply, t0)
         if self.decisions is not None and self.decisions.sampled():
             self.decisions.record(request, reply)
-        return reply
+        return reply, None
 
-    async def decide_uncached(
-        self, request: pb.RouteRequest, time_remaining: TimeRemaining | None = None
+    async def _decide_missed(
+        self, request: pb.RouteRequest, time_remaining: TimeRemaining | None, miss: _Miss | None
     ) -> Reply:
-        """`decide` past the exact-bytes cache (a caller that just missed it)."""
-        t0 = time.perf_counter_ns()
+        """Decide a request the exact-bytes cache did not answer. `miss` carries the key and
+        state the lookup used (None: look them up here), so neither is computed twice."""
+        t0 = miss.t0 if miss is not None else time.perf_counter_ns()
         router, batcher = self.router, self.batcher
         if router is None or batcher is None:
             self.metrics.refused(m.LOADING)
             raise RoutingError("UNAVAILABLE", LOADING)
-        wire = wire_key(request, router.state.cache_salt) if self.cache is not None else None
+        if miss is not None:
+            state, wire = miss.state, miss.wire
+        else:
+            state = router.state
+            wire = wire_key(request, state.cache_salt) if self.cache is not None else None
         limit = self._limits.max_concurrent_requests
         if self._inflight >= limit:
             self.metrics.refused(m.OVERLOAD)
@@ -204,7 +233,9 @@ class Pipeline:
         try:
             with tracing.stage("validate"):
                 query = query_from_proto(request, self._limits)
-            reply = await self._cached_or_decided(router, batcher, query, t0, wire, time_remaining)
+            reply = await self._cached_or_decided(
+                router, batcher, state, query, t0, wire, time_remaining
+            )
             if self.decisions is not None and self.decisions.sampled():
                 self.decisions.record(request, reply)
             return reply
@@ -231,6 +262,7 @@ class Pipeline:
         self,
         router: Router,
         batcher: MicroBatcher,
+        state: RoutingState,
         query: RouteQuery,
         t0: int,
         wire: bytes | None,
@@ -242,9 +274,9 @@ class Pipeline:
         exact request's `wire` key, which the next identical request finds
         before any parsing. Identical requests arriving while one of them is
         being decided wait for that one's decision instead of each running the
-        encoder (single flight).
+        encoder (single flight). `state` is the one the keys were made under:
+        the decision and its cache keys agree.
         """
-        state = router.state  # captured once: the decision and its cache key agree
         if self.cache is None:
             response, _ = await self._decide(router, batcher, state, query, None, time_remaining)
             self.metrics.decided(response, t0)
