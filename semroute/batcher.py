@@ -1,13 +1,16 @@
 """Dynamic micro-batching for the encoder.
 
-Requests that need an embedding queue here; a batch is sent to the encoder
-when it reaches `max_batch` texts or when its oldest text has waited
-`max_wait_us`, whichever comes first, and only while an inference thread is
-free: when all of them are busy (overload), texts keep gathering and the next
-thread to finish takes them all (up to `max_batch` per run), so a saturated
-encoder runs full batches instead of a queue of one-text runs. Inside a
-batch, texts are grouped by length into buckets so short prompts do not pay
-for a long one's padding.
+Requests that need an embedding queue here. A run starts when an inference
+thread is free and `max_batch` texts are waiting or the oldest has waited
+`max_wait_us`; it takes the oldest waiting text and up to `max_batch - 1`
+others of similar length (so short prompts do not pay for a long one's
+padding). At most `parallelism` runs are in flight: when every thread is busy
+(overload), texts keep waiting here, and a text whose caller has gone (deadline,
+cancellation) is dropped before it costs an encoder pass.
+
+On CPU one text per run is fastest (`benchmarks/encoder_batching.py`: padding
+costs more than a run's overhead saves), so the bundled config sets
+`max_batch: 1`; a GPU execution provider is where larger runs pay.
 Inference runs in a thread pool (onnxruntime releases the GIL), so the event
 loop keeps accepting and answering cheap requests meanwhile.
 """
@@ -26,12 +29,15 @@ from semroute import metrics as m
 
 EncodeFn = Callable[[Sequence[str]], np.ndarray]
 
-# Characters (~12 tokens) of length difference always tolerated within a bucket.
+# Characters (~12 tokens) of length difference always tolerated within a run.
 MIN_BUCKET_SPREAD = 48
 # Weight of the newest batch in the moving average of encoder seconds per text.
 SPEED_EWMA = 0.1
 # Shortest retry-after a refusal suggests.
 MIN_RETRY_AFTER_S = 0.005
+# Furthest ahead a refusal's retry slot is set: past it, refused callers share the last slot
+# (at 10x overload the slots would otherwise run minutes ahead of a load that may pass).
+MAX_RETRY_AFTER_S = 2.0
 
 
 @dataclass(slots=True)
@@ -80,6 +86,8 @@ class MicroBatcher:
         # Nanoseconds, for timing encoder runs; injectable so tests need no real delays.
         self.clock = clock
         self._running = 0  # encoder runs started and not yet finished
+        # Monotonic seconds of the latest retry slot handed to a refused caller.
+        self._last_slot = 0.0
         self.metrics = metrics or m.NULL_RECORDER
 
     @property
@@ -93,8 +101,17 @@ class MicroBatcher:
 
     def retry_after_s(self) -> float:
         """When a refused caller should retry: once the queue ahead of it has drained
-        (never sooner than one encoder run), so refused callers do not spin."""
-        return max(self.expected_wait_s(), self._seconds_per_text, MIN_RETRY_AFTER_S)
+        (never sooner than one encoder run), and after every caller refused before it.
+
+        Each refusal takes the next slot, one encoder text apart (the rate the encoder
+        frees room), so refused callers come back spread out instead of all at once into
+        a queue that refuses most of them again. Each such repeat costs a gRPC call on
+        both ends, which is CPU the encoder no longer gets."""
+        now = self.clock() / 1e9
+        drained = now + max(self.expected_wait_s(), self._seconds_per_text, MIN_RETRY_AFTER_S)
+        slot = min(max(drained, self._last_slot), now + MAX_RETRY_AFTER_S)
+        self._last_slot = slot + self._seconds_per_text / self.parallelism
+        return slot - now
 
     def refusal(self, time_left_s: float | None = None) -> str | None:
         """Why a new text should be refused now, for the caller's RESOURCE_EXHAUSTED; else
@@ -150,31 +167,27 @@ class MicroBatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._running >= self.parallelism:
-            return  # every thread is busy: the first run to finish takes what is pending
-        batch, self._pending = self._pending, []
-        batch = [(t, f) for t, f in batch if not f.cancelled()]
-        if not batch:
-            return
-        for bucket in _buckets(batch, self.bucket_ratio):
-            for i in range(0, len(bucket), self.max_batch):
-                self._running += 1
-                task = asyncio.ensure_future(self._run(bucket[i : i + self.max_batch]))
-                self._tasks.add(task)  # keep a reference until done, or it may be collected
-                task.add_done_callback(self._tasks.discard)
+        while self._running < self.parallelism:
+            run, self._pending = _next_run(self._pending, self.max_batch, self.bucket_ratio)
+            if not run:
+                return
+            self._running += 1
+            task = asyncio.ensure_future(self._run(run))
+            self._tasks.add(task)  # keep a reference until done, or it may be collected
+            task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, bucket: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]) -> None:
+    async def _run(self, run: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]) -> None:
         try:
-            await self._encode_bucket(bucket)
+            await self._encode_run(run)
         finally:
             self._running -= 1
-            if self._pending and self._running < self.parallelism:
+            if self._pending:
                 self._flush()  # texts gathered while every thread was busy
 
-    async def _encode_bucket(
-        self, bucket: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]
+    async def _encode_run(
+        self, run: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]
     ) -> None:
-        texts = [t for t, _ in bucket]
+        texts = [t for t, _ in run]
         loop = asyncio.get_running_loop()
         self.stats.batches += 1
         self.stats.texts += len(texts)
@@ -183,34 +196,46 @@ class MicroBatcher:
         try:
             emb, elapsed = await loop.run_in_executor(self._executor, self._timed_encode, texts)
         except Exception as e:
-            for _, fut in bucket:
+            for _, fut in run:
                 if not fut.done():
                     fut.set_exception(e)
             return
         per_text = elapsed / 1e9 / len(texts)
         prev = self._seconds_per_text
         self._seconds_per_text = per_text if prev == 0 else prev + SPEED_EWMA * (per_text - prev)
-        for i, (_, fut) in enumerate(bucket):
+        for i, (_, fut) in enumerate(run):
             if not fut.done():
                 fut.set_result((emb[i : i + 1], elapsed))
 
 
-def _buckets(
-    batch: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]], ratio: float
-) -> list[list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]]:
-    """Split by length so the longest text in a bucket is at most `ratio` × the shortest.
+def _next_run(
+    pending: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]], max_batch: int, ratio: float
+) -> tuple[
+    list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]],
+    list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]],
+]:
+    """(the next run, what stays pending): the oldest text whose caller still waits, and up
+    to `max_batch - 1` later ones that keep the run's longest text within `ratio` x its
+    shortest (or MIN_BUCKET_SPREAD characters of it), in arrival order.
 
-    Length in characters stands in for tokens: the tokenizer runs later, in
-    the encoder, and characters track tokens closely enough to limit padding.
+    Length in characters stands in for tokens: the tokenizer runs later, in the encoder,
+    and characters track tokens closely enough to limit padding.
     """
-    ordered = sorted(batch, key=lambda item: len(item[0]))
-    buckets: list[list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]] = []
-    start_len = 0
-    for item in ordered:
+    run: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]] = []
+    rest: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]] = []
+    lo = hi = 0
+    for item in pending:
+        if item[1].cancelled():
+            continue  # its caller has gone: never encoded
         n = len(item[0])
-        # A few tokens of padding cost less than another encoder run.
-        if not buckets or (n > start_len * ratio and n - start_len > MIN_BUCKET_SPREAD):
-            buckets.append([])
-            start_len = n
-        buckets[-1].append(item)
-    return buckets
+        if not run:
+            run.append(item)
+            lo = hi = n
+            continue
+        a, b = min(lo, n), max(hi, n)
+        if len(run) < max_batch and (b <= a * ratio or b - a <= MIN_BUCKET_SPREAD):
+            run.append(item)
+            lo, hi = a, b
+        else:
+            rest.append(item)
+    return run, rest

@@ -318,7 +318,9 @@ class ResponseCacheSpec(_Frozen):
 class BatchingSpec(_Frozen):
     """Dynamic micro-batching of encoder calls."""
 
-    max_batch: int = Field(default=32, ge=1, le=1024)
+    # Texts per encoder run. 1 on CPU, where padding costs more than batching saves
+    # (benchmarks/encoder_batching.py); larger runs pay on a GPU.
+    max_batch: int = Field(default=1, ge=1, le=1024)
     max_wait_us: int = Field(default=1000, ge=0, le=1_000_000)
     # Longest/shortest text length allowed within one length bucket.
     bucket_ratio: float = Field(default=2.0, ge=1.0)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from semroute.batcher import MicroBatcher, _buckets
+from semroute.batcher import MicroBatcher, _next_run
 
 
 def fake_encode(calls: list[list[str]]):  # type: ignore[no-untyped-def]
@@ -54,10 +54,20 @@ async def test_encoder_error_reaches_every_waiter() -> None:
     assert all(isinstance(r, RuntimeError) for r in results) and b.queued == 0
 
 
-def test_length_buckets_limit_padding() -> None:
-    items = [("x" * n, None) for n in (10, 40, 300, 320, 2000)]
-    buckets = _buckets(items, 2.0)  # type: ignore[arg-type]
-    assert [[len(t) for t, _ in bucket] for bucket in buckets] == [[10, 40], [300, 320], [2000]]
+async def test_a_run_takes_the_oldest_text_and_others_of_similar_length() -> None:
+    loop = asyncio.get_running_loop()
+    pending = [("x" * n, loop.create_future()) for n in (10, 300, 40, 2000, 320, 35, 12)]
+    gone = loop.create_future()
+    gone.cancel()
+    pending.insert(0, ("y" * 10, gone))  # its caller left: dropped, never encoded
+    runs = []
+    while pending:
+        run, pending = _next_run(pending, 3, 2.0)  # type: ignore[arg-type]
+        runs.append([len(t) for t, _ in run])
+    # oldest first; a run never spans more than 2x (or 48 characters) of length
+    assert runs == [[10, 40, 35], [300, 320], [2000], [12]]
+    one, rest = _next_run([("a", loop.create_future()), ("b", loop.create_future())], 1, 2.0)
+    assert [t for t, _ in one] == ["a"] and [t for t, _ in rest] == ["b"]
 
 
 async def test_batched_equals_single_with_the_real_encoder(encoder) -> None:  # type: ignore[no-untyped-def]
@@ -147,6 +157,37 @@ async def test_refusal_names_the_full_queue_then_the_expected_wait() -> None:
                 assert refusal is not None and "max_queue_wait_ms" in refusal
             else:
                 assert refusal is not None and "6 requests are waiting" in refusal
+        gate.set()
+        await asyncio.gather(*held)
+
+
+async def test_refused_callers_get_successive_retry_slots() -> None:
+    """Pushback spreads refused callers out: each refusal's retry comes one encoder text
+    (per thread) after the previous one's, behind the queue ahead; never past the cap."""
+    from semroute.batcher import MAX_RETRY_AFTER_S
+
+    clock = FakeClock()
+    gate = threading.Event()
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        clock.now += 40_000_000 * len(texts)  # 40 ms per text: 20 ms per slot on 2 threads
+        if texts[0] != "first":
+            assert gate.wait(20)
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    with ThreadPoolExecutor(2) as pool:
+        b = MicroBatcher(encode, pool, max_batch=1, max_wait_us=0, parallelism=2, clock=clock)
+        await b.embed("first")
+        held = [asyncio.ensure_future(b.embed(f"t{i}")) for i in range(10)]
+        await asyncio.sleep(0)
+        drained = b.expected_wait_s()  # 10 texts x 40 ms / 2 threads
+        assert drained == pytest.approx(0.2)
+        waits = [b.retry_after_s() for _ in range(5)]
+        assert waits == pytest.approx([0.2, 0.22, 0.24, 0.26, 0.28])
+        clock.now += 100_000_000  # 100 ms later: the next slot (300 ms) is 200 ms away
+        assert b.retry_after_s() == pytest.approx(0.2)
+        waits = [b.retry_after_s() for _ in range(200)]
+        assert max(waits) == pytest.approx(MAX_RETRY_AFTER_S)
         gate.set()
         await asyncio.gather(*held)
 

@@ -82,11 +82,11 @@ def test_index_path_resolves_against_config_dir(tmp_path: Path) -> None:
 def test_extends_merges_sections_over_a_base(tmp_path: Path) -> None:
     (tmp_path / "base.yaml").write_text(default_config_path().read_text())
     (tmp_path / "over.yaml").write_text(
-        "extends: base.yaml\ncache: {enabled: false}\nbatching: {max_batch: 1}\n"
+        "extends: base.yaml\ncache: {enabled: false}\nbatching: {max_batch: 8}\n"
     )
     base, over = load_config(tmp_path / "base.yaml"), load_config(tmp_path / "over.yaml")
     assert not over.cache.enabled and over.cache.ttl_s == base.cache.ttl_s
-    assert over.batching.max_batch == 1 and over.batching.max_wait_us == base.batching.max_wait_us
+    assert over.batching.max_batch == 8 and over.batching.max_wait_us == base.batching.max_wait_us
     assert over.routes == base.routes and over.version != base.version
     (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
     with pytest.raises(ConfigError, match="loops back"):
