@@ -161,6 +161,39 @@ async def test_refusal_names_the_full_queue_then_the_expected_wait() -> None:
         await asyncio.gather(*held)
 
 
+async def test_a_text_whose_caller_left_while_queued_is_never_encoded() -> None:
+    """A run is handed to the executor only when a thread is free, so a caller that gives up
+    (deadline, cancellation) while the encoder is busy costs no encoder pass."""
+    calls: list[list[str]] = []
+    permits = threading.Semaphore(0)
+    started = threading.Semaphore(0)
+    record = fake_encode(calls)
+
+    def one_at_a_time(texts: Sequence[str]) -> np.ndarray:
+        out = record(texts)  # counted as encoded once started
+        started.release()
+        assert permits.acquire(timeout=10)
+        return out
+
+    with ThreadPoolExecutor(1) as pool:
+        b = MicroBatcher(one_at_a_time, pool, max_batch=1, max_wait_us=0, parallelism=1)
+        loop = asyncio.get_running_loop()
+        busy = asyncio.ensure_future(b.embed("busy"))
+        assert await loop.run_in_executor(None, started.acquire, True, 10)
+        first, leaves = asyncio.ensure_future(b.embed("first")), asyncio.ensure_future(b.embed("x"))
+        await asyncio.sleep(0)
+        permits.release()  # "busy" ends; only "first" may start: one run per free thread
+        assert await loop.run_in_executor(None, started.acquire, True, 10)
+        leaves.cancel()  # its caller leaves while "first" is being encoded
+        permits.release()
+        await asyncio.wait_for(asyncio.gather(busy, first), 10)
+        for _ in range(3):  # had it been handed over, it would run now
+            permits.release()
+        await asyncio.sleep(0.05)
+    assert [t for c in calls for t in c] == ["busy", "first"]
+    assert b.queued == 0
+
+
 async def test_refused_callers_get_successive_retry_slots() -> None:
     """Pushback spreads refused callers out: each refusal's retry comes one encoder text
     (per thread) after the previous one's, behind the queue ahead; never past the cap."""
