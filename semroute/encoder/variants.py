@@ -44,8 +44,9 @@ DEFAULT_NAME = "default"
 CACHE_FORMAT = 1
 
 # The accuracy bar a variant must meet against the fp32 graph of the same weights, on real
-# corpus prompts, one per call and in padded batches of 16 as the micro-batcher runs them
-# (models/build_variants.py measures it on 1,000; tests/test_kernel_variants.py re-checks 100).
+# corpus prompts, one per call and in padded batches of 16 (as the micro-batcher runs them
+# when batching.max_batch > 1; models/build_variants.py measures it on 1,000; tests/
+# test_kernel_variants.py re-checks 100).
 # Route argmax decides the route, so it carries the bar; the cosine bounds keep embeddings
 # usable by a route index built with another variant (route thresholds and margins are
 # 0.03-0.10 apart; a mean drift of 0.005 stays well inside them).

@@ -62,7 +62,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                 misses.append(self._item(i, rid, req, context.time_remaining))
             else:
                 items[i] = item_bytes(i, rid, blob)
-        if misses:  # decided together: their encoder passes share micro-batches
+        if misses:  # decided concurrently, sharing encoder runs where batching.max_batch > 1
             for i, item in await asyncio.gather(*misses):
                 items[i] = item
         return batch_bytes(items)  # type: ignore[arg-type]
