@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT / "models"))
 import build_classifier as bc  # noqa: E402
 from build_encoder import BertConfig, load_weights, locate_source, source_version  # noqa: E402
 from build_student import batches  # noqa: E402
+from eval_loso import lscpu_flags  # noqa: E402
 
 from semroute.bundle import sha256_file  # noqa: E402
 from semroute.encoder import Encoder, plain_model_dir  # noqa: E402
@@ -256,23 +257,6 @@ def summarise(
 ) -> dict[str, Any]:
     s = evaluate.summarize(ds, tokens, prices, preds, protocol=protocol, seed=seed)
     return headline(s, names)
-
-
-def cpu_info() -> dict[str, Any]:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if "model name" in ln), ""
-    )
-    flags = next(
-        (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
-    )
-    return {
-        "model_name": model,
-        "avx2": "avx2" in flags,
-        "avx512f": "avx512f" in flags,
-        "avx512_vnni": "avx512_vnni" in flags,
-        "python": platform.python_version(),
-    }
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -598,7 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "torch": torch.__version__,
             "threads": args.threads,
-            "cpu": cpu_info(),
+            "cpu": lscpu_flags(),
+            "python": platform.python_version(),
             "results": results,
             "per_fold_apgr": per_fold,
             "table": table(results),
