@@ -28,6 +28,8 @@ import numpy as np
 from semroute import metrics as m
 
 EncodeFn = Callable[[Sequence[str]], np.ndarray]
+# A text waiting for the encoder and the future its caller awaits (embedding, run ns).
+Waiting = tuple[str, asyncio.Future[tuple[np.ndarray, int]]]
 
 # Characters (~12 tokens) of length difference always tolerated within a run.
 MIN_BUCKET_SPREAD = 48
@@ -73,7 +75,7 @@ class MicroBatcher:
         self.bucket_ratio = bucket_ratio
         self.max_queue = max_queue
         self.max_queue_wait_ms = max_queue_wait_ms  # 0: no bound but max_queue
-        self._pending: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]] = []
+        self._pending: list[Waiting] = []
         self._timer: asyncio.TimerHandle | None = None
         self._queued = 0
         self._tasks: set[asyncio.Future[None]] = set()
@@ -176,7 +178,7 @@ class MicroBatcher:
             self._tasks.add(task)  # keep a reference until done, or it may be collected
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, run: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]) -> None:
+    async def _run(self, run: list[Waiting]) -> None:
         try:
             await self._encode_run(run)
         finally:
@@ -184,9 +186,7 @@ class MicroBatcher:
             if self._pending:
                 self._flush()  # texts gathered while every thread was busy
 
-    async def _encode_run(
-        self, run: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]]
-    ) -> None:
+    async def _encode_run(self, run: list[Waiting]) -> None:
         texts = [t for t, _ in run]
         loop = asyncio.get_running_loop()
         self.stats.batches += 1
@@ -209,11 +209,8 @@ class MicroBatcher:
 
 
 def _next_run(
-    pending: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]], max_batch: int, ratio: float
-) -> tuple[
-    list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]],
-    list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]],
-]:
+    pending: list[Waiting], max_batch: int, ratio: float
+) -> tuple[list[Waiting], list[Waiting]]:
     """(the next run, what stays pending): the oldest text whose caller still waits, and up
     to `max_batch - 1` later ones that keep the run's longest text within `ratio` x its
     shortest (or MIN_BUCKET_SPREAD characters of it), in arrival order.
@@ -221,10 +218,13 @@ def _next_run(
     Length in characters stands in for tokens: the tokenizer runs later, in the encoder,
     and characters track tokens closely enough to limit padding.
     """
-    run: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]] = []
-    rest: list[tuple[str, asyncio.Future[tuple[np.ndarray, int]]]] = []
+    run: list[Waiting] = []
+    rest: list[Waiting] = []
     lo = hi = 0
-    for item in pending:
+    for i, item in enumerate(pending):
+        if len(run) == max_batch:  # full: the rest waits as it is (gone callers dropped later)
+            rest += pending[i:]
+            break
         if item[1].cancelled():
             continue  # its caller has gone: never encoded
         n = len(item[0])
@@ -233,7 +233,7 @@ def _next_run(
             lo = hi = n
             continue
         a, b = min(lo, n), max(hi, n)
-        if len(run) < max_batch and (b <= a * ratio or b - a <= MIN_BUCKET_SPREAD):
+        if b <= a * ratio or b - a <= MIN_BUCKET_SPREAD:
             run.append(item)
             lo, hi = a, b
         else:
