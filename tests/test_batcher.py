@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from semroute.batcher import MicroBatcher, _next_run
+from semroute.batcher import EncodeFn, MicroBatcher, _next_run
 
 
 def fake_encode(calls: list[list[str]]):  # type: ignore[no-untyped-def]
@@ -98,16 +98,24 @@ class FakeClock:
         return self.now
 
 
+def gated_encode(clock: FakeClock, gate: threading.Event, ns_per_text: int) -> EncodeFn:
+    """An encoder that costs `ns_per_text` on the fake clock and holds every run but the
+    one for "first" (which measures the speed) until `gate` is set."""
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        clock.now += ns_per_text * len(texts)
+        if texts[0] != "first":
+            assert gate.wait(20)
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    return encode
+
+
 async def test_expected_wait_follows_measured_encoder_speed() -> None:
     """The wait estimate is texts queued × measured seconds per text / parallelism."""
     clock = FakeClock()
     gate = threading.Event()
-
-    def encode(texts: Sequence[str]) -> np.ndarray:
-        clock.now += 20_000_000 * len(texts)  # 20 ms per text, on the injected clock
-        if texts[0] != "first":
-            assert gate.wait(20)
-        return np.zeros((len(texts), 2), dtype=np.float32)
+    encode = gated_encode(clock, gate, 20_000_000)  # 20 ms per text, on the injected clock
 
     with ThreadPoolExecutor(2) as pool:
         b = MicroBatcher(encode, pool, max_batch=1, max_wait_us=0, parallelism=2, clock=clock)
@@ -125,12 +133,7 @@ async def test_expected_wait_follows_measured_encoder_speed() -> None:
 async def test_refusal_names_the_full_queue_then_the_expected_wait() -> None:
     clock = FakeClock()
     gate = threading.Event()
-
-    def encode(texts: Sequence[str]) -> np.ndarray:
-        clock.now += 50_000_000 * len(texts)  # 50 ms per text
-        if texts[0] != "first":
-            assert gate.wait(20)
-        return np.zeros((len(texts), 2), dtype=np.float32)
+    encode = gated_encode(clock, gate, 50_000_000)  # 50 ms per text
 
     with ThreadPoolExecutor(2) as pool:
         b = MicroBatcher(
@@ -201,12 +204,7 @@ async def test_refused_callers_get_successive_retry_slots() -> None:
 
     clock = FakeClock()
     gate = threading.Event()
-
-    def encode(texts: Sequence[str]) -> np.ndarray:
-        clock.now += 40_000_000 * len(texts)  # 40 ms per text: 20 ms per slot on 2 threads
-        if texts[0] != "first":
-            assert gate.wait(20)
-        return np.zeros((len(texts), 2), dtype=np.float32)
+    encode = gated_encode(clock, gate, 40_000_000)  # 40 ms per text: 20 ms per slot on 2 threads
 
     with ThreadPoolExecutor(2) as pool:
         b = MicroBatcher(encode, pool, max_batch=1, max_wait_us=0, parallelism=2, clock=clock)
