@@ -296,9 +296,11 @@ def test_sigterm_drains_a_serve_process(index_dir: Path, tmp_path: Path) -> None
     flight (held up to 1 s by the batcher's max_wait) is answered, and the exit code is 0."""
     cfg = tmp_path / "slow-batch.yaml"
     # The fast tier off: the call must wait in the batcher, and the cascade's static head
-    # would answer this prompt at once.
+    # would answer this prompt at once. max_batch above 1: a run of one is full at once and
+    # would not wait out max_wait_us.
     cfg.write_text(
-        f"extends: {REPO / 'configs' / 'default.yaml'}\nbatching: {{max_wait_us: 1000000}}\n"
+        f"extends: {REPO / 'configs' / 'default.yaml'}\n"
+        "batching: {max_batch: 8, max_wait_us: 1000000}\n"
         "fast_tier: {enabled: false}\n"
     )
     port = free_port()
