@@ -306,11 +306,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def delayed_config(config_path: Path, delay_ms: float) -> Path:
-    """A copy of the config with `encoder.test_delay_ms` set, beside it (its relative
-    paths stay valid)."""
+    """A copy of the config with `encoder.test_delay_ms` set (see `config_variant`)."""
+    return config_variant(config_path, "delay", {"encoder": {"test_delay_ms": delay_ms}})
+
+
+def config_variant(config_path: Path, tag: str, sections: dict[str, dict[str, Any]]) -> Path:
+    """A copy of the config with the given keys of each section set, beside it (its
+    relative paths stay valid); the caller deletes it."""
     data = yaml.safe_load(config_path.read_text())
-    data.setdefault("encoder", {})["test_delay_ms"] = delay_ms
-    out = config_path.with_name(f".{config_path.stem}.delay-{os.getpid()}.yaml")
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    out = config_path.with_name(f".{config_path.stem}.{tag}-{os.getpid()}.yaml")
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out
 

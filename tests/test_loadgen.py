@@ -184,3 +184,42 @@ def test_only_loopback_targets() -> None:
         Scenario(target="192.168.1.2:50051").resolved()
     with pytest.raises(ValueError):
         Scenario(start_server="echo", duration=0).resolved()
+
+
+def test_h2load_body_is_one_grpc_frame_of_the_request(tmp_path: Path) -> None:
+    from benchmarks.loadgen.h2load import write_grpc_body
+    from semroute.v1 import router_pb2 as pb
+
+    req = pb.RouteRequest(prompt="summarise this meeting", request_id="r1")
+    path = tmp_path / "body.bin"
+    write_grpc_body(path, req)
+    raw = path.read_bytes()
+    assert raw[0] == 0  # not compressed
+    assert int.from_bytes(raw[1:5], "big") == len(raw) - 5
+    assert pb.RouteRequest.FromString(raw[5:]) == req
+
+
+def test_h2load_outcomes_are_counted_from_the_servers_own_metrics() -> None:
+    """h2load sees HTTP 200 for every gRPC answer, so goodput comes from /metrics:
+    decisions within the deadline's bucket, the rest as late, refusals of every cause."""
+    import time
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from benchmarks.loadgen.h2load import counts_from
+    from semroute import metrics as m
+    from semroute.v1 import router_pb2 as pb
+
+    r = m.Recorder()
+    d = pb.RouteDecision(route="math", model="m1", tier=pb.TIER_ENCODER)
+    for age_s in (0.001, 0.002, 2.0):  # two in time, one answered after 1 s
+        r.decided(d, time.perf_counter_ns() - int(age_s * 1e9))
+    r.refused(m.SATURATED)
+    r.refused(m.OVERLOAD)
+    registry = CollectorRegistry()
+    registry.register(m.SnapshotCollector(lambda: r.snapshot(queue_depth=0, versions={})))
+    text = generate_latest(registry).decode()
+    counts = counts_from(text, 1.0, cpu_s=3.5)
+    assert (counts.ok_within, counts.ok_late, counts.refused, counts.cpu_s) == (2, 1, 2, 3.5)
+    with pytest.raises(ValueError, match="bucket bound"):
+        counts_from(text, 0.7, cpu_s=0.0)

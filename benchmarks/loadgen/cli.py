@@ -150,11 +150,11 @@ def write_h2load_body(path: str, sc: Scenario) -> str:
     h2load (Debian nghttp2-client) replays it almost for free, so the server's
     cost per call can be measured without a Python client sharing the cores.
     """
+    from benchmarks.loadgen.h2load import write_grpc_body
     from benchmarks.prompts import PromptMix, RequestFactory, load_pool
 
     mix = PromptMix(load_pool(sc.data_dir), sc.mix, sc.seed, knobs=sc.knobs, tags=sc.tags)
-    payload = RequestFactory().build(mix.next_item()[0]).SerializeToString()
-    Path(path).write_bytes(b"\x00" + len(payload).to_bytes(4, "big") + payload)
+    write_grpc_body(Path(path), RequestFactory().build(mix.next_item()[0]))
     target = sc.target or "127.0.0.1:50051"
     return (
         f"h2load -n 100000 -c 4 -m 32 -d {path} -H 'content-type: application/grpc' "
