@@ -184,3 +184,14 @@ def test_only_loopback_targets() -> None:
         Scenario(target="192.168.1.2:50051").resolved()
     with pytest.raises(ValueError):
         Scenario(start_server="echo", duration=0).resolved()
+
+
+def test_host_info_records_the_cpu_signature() -> None:
+    from benchmarks.loadgen.cli import host_info
+    from semroute.encoder.variants import KERNEL_FLAGS, cpu_signature
+
+    host = host_info()
+    assert host["cpu"] == cpu_signature()
+    assert set(host["cpu"]["flags"]) <= set(KERNEL_FLAGS)
+    assert host["cpu_model"] == host["cpu"]["model"]  # the older key, kept for old readers
+    json.dumps(host)  # lands in the result JSON as is
