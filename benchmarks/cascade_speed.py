@@ -34,6 +34,7 @@ from benchmarks.static_tier import is_heldout
 from semroute.config import load_config
 from semroute.encoder import Encoder, default_model_dir
 from semroute.encoder.static import StaticEncoder, default_static_dir
+from semroute.encoder.variants import cpu_signature
 from semroute.route_index import build_route_index
 from semroute.router import Router, RoutingState
 from semroute.rules import RuleSet
@@ -59,17 +60,6 @@ def cpu_us_per_prompt(fn: Callable[[str], object], texts: Sequence[str]) -> floa
     for t in texts:
         fn(t)
     return (time.process_time_ns() - t0) / len(texts) / 1e3
-
-
-def lscpu() -> dict[str, str]:
-    import subprocess
-
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return {}
-    fields = dict(ln.split(":", 1) for ln in out.splitlines() if ":" in ln)
-    return {k.strip(): v.strip() for k, v in fields.items() if k.strip() in ("Model name", "Flags")}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -153,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "max_tokens": config.encoder.max_tokens,
         "speed": speed,
         "router_with_fast_tier": routed,
-        "cpu": lscpu(),
+        "cpu": cpu_signature(),
         "python": platform.python_version(),
         "loadavg": list(np.round(np.array(__import__("os").getloadavg()), 2)),
     }

@@ -24,6 +24,7 @@ from benchmarks.prompts import chat_prompts, default_data_dir, load_mmlu, load_m
 from benchmarks.static_tier import round_times
 from semroute.cli import _ensure_default_index
 from semroute.config import default_config_path, load_config
+from semroute.encoder.variants import cpu_signature
 from semroute.server.app import load_router
 from semroute.types import RouteQuery
 
@@ -33,18 +34,6 @@ CONFIGS = {
     "utterance_matcher": ROOT / "configs" / "utterances.yaml",
     "classifier": default_config_path(),
 }
-
-
-def cpu_flags() -> dict[str, object]:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if "model name" in ln), ""
-    )
-    flags = next(
-        (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
-    )
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "fma")
-    return {"model": model, "flags": [f for f in flags if f in wanted]}
 
 
 def prompts(n: int, seed: int = 7) -> list[str]:
@@ -82,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     clf = statistics.median(per["classifier"])
     result = {
         "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "cpu": cpu_flags(),
+        "cpu": cpu_signature(),
         "python": platform.python_version(),
         "prompts": len(texts),
         "what": "µs of CPU per Router.route decision (1 intra-op thread, max_tokens 128)",

@@ -25,10 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.classifier_speed import RESULTS, cpu_flags
+from benchmarks.classifier_speed import RESULTS
 from benchmarks.prompts import chat_prompts, default_data_dir, load_mmlu, load_mt_bench
 from semroute.batcher import _next_run
 from semroute.config import default_config_path, load_config
+from semroute.encoder.variants import cpu_signature
 from semroute.server.app import make_encoder
 
 SHAPES = ((1, 2.0), (4, 1.2), (8, 1.2), (8, 2.0), (32, 1.2), (32, 2.0))
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out = {
         "benchmark": "encoder_batching",
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu_flags(),
+        "cpu": cpu_signature(),
         "encoder": {"kernel": getattr(encoder, "kernel", None), "threads": threads},
         "prompts": {k: len(v) for k, v in sets.items()},
         "mean_chars": {k: round(statistics.mean(map(len, v)), 1) for k, v in sets.items()},

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -40,18 +39,6 @@ sys.path.insert(0, str(ROOT / "models"))
 
 BUDGETS = (32, 64, 128)
 SERVING_MAX_TOKENS = 128
-
-
-def lscpu() -> dict[str, Any]:
-    """lscpu's model name and the SIMD flags that decide onnxruntime's kernels."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        out = ""
-    fields = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in out.splitlines())}
-    flags = fields.get("Flags", "").split()
-    simd = [f for f in flags if f.startswith(("avx", "amx", "fma", "f16c"))]
-    return {"model_name": fields.get("Model name", ""), "simd_flags": simd, **cpu_signature()}
 
 
 def kernel_prompts(shared: Path, n: int) -> list[str]:
@@ -232,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     started = datetime.now(timezone.utc)
     result: dict[str, Any] = {
         "when": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "cpu": lscpu(),
+        "cpu": cpu_signature(),
         "kernels": bench_kernels(args.model_dir, prompts, args.rounds, extra),
     }
     print(json.dumps({"cpu": result["cpu"], "kernels": result["kernels"]}, indent=1), flush=True)

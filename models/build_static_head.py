@@ -41,12 +41,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
 import build_classifier as bc  # noqa: E402
-from eval_loso import FOLDS, eval_items, lscpu_flags  # noqa: E402
+from eval_loso import FOLDS, eval_items  # noqa: E402
 from route_corpus import EVAL_ONLY_SOURCES, ROUTES, Example  # noqa: E402
 
 from semroute.bundle import sha256_file  # noqa: E402
 from semroute.encoder.static import StaticEncoder, default_static_dir  # noqa: E402
 from semroute.encoder.static_head import HEAD_FILE, HEAD_META  # noqa: E402
+from semroute.encoder.variants import cpu_signature  # noqa: E402
 
 DEFAULT_PROBS = ROOT / "benchmarks" / "results" / "route-loso-20261201T023014.probs.npz"
 L2_GRID = (1e-5, 1e-4, 1e-3)
@@ -476,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seed": args.seed,
             "folds": folds,
             **report,
-            "cpu": lscpu_flags(),
+            "cpu": cpu_signature(),
             "wall_seconds": round(time.perf_counter() - started, 1),
         }
         if args.out_json:

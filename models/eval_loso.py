@@ -20,7 +20,6 @@ import argparse
 import json
 import platform
 import random
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT / "models"))
 import build_classifier as bc  # noqa: E402
 from route_corpus import EVAL_ONLY_SOURCES, ROUTES, Example  # noqa: E402
 
+from semroute.encoder.variants import cpu_signature  # noqa: E402
 from semroute.route_eval import LabelledPrompt, route_metrics  # noqa: E402
 
 FOLDS: tuple[tuple[str, ...], ...] = (
@@ -110,17 +110,6 @@ def baseline(items: Sequence[Example], config_path: Path) -> tuple[list[str], ob
     routes = [router.route(RouteQuery(text=e.text)).route for e in items]
     print(f"baseline: {len(items)} prompts in {time.perf_counter() - t0:.0f} s", flush=True)
     return routes, route_prices(router.state.policy, config)
-
-
-def lscpu_flags() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return ""
-    wanted = ("avx512_vnni", "avx512f", "avx_vnni", "avx2", "amx")
-    flags = next((ln for ln in out.splitlines() if ln.startswith("Flags:")), "").split()
-    model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Model name" in ln), "")
-    return f"{model}: " + " ".join(f for f in flags if f.startswith(wanted))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     preds = [predicted[i] for i in range(len(items_all))]
     result = {
         "what": "leave-sources-out accuracy: each source scored by a model never trained on it",
-        "cpu": lscpu_flags(),
+        "cpu": cpu_signature(),
         "python": platform.python_version(),
         "args": {k: str(v) for k, v in vars(args).items()},
         "folds": fold_reports,

@@ -59,11 +59,11 @@ sys.path.insert(0, str(ROOT / "models"))
 import build_classifier as bc  # noqa: E402
 from build_encoder import BertConfig, load_weights, locate_source, source_version  # noqa: E402
 from build_student import batches  # noqa: E402
-from eval_loso import lscpu_flags  # noqa: E402
 
 from semroute.bundle import sha256_file  # noqa: E402
 from semroute.encoder import Encoder, plain_model_dir  # noqa: E402
 from semroute.encoder.tokenize import TextTokenizer  # noqa: E402
+from semroute.encoder.variants import cpu_signature  # noqa: E402
 from semroute.quality import evaluate  # noqa: E402
 from semroute.quality.datasets import (  # noqa: E402
     Dataset,
@@ -582,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "torch": torch.__version__,
             "threads": args.threads,
-            "cpu": lscpu_flags(),
+            "cpu": cpu_signature(),
             "python": platform.python_version(),
             "results": results,
             "per_fold_apgr": per_fold,

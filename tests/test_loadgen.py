@@ -223,3 +223,14 @@ def test_h2load_outcomes_are_counted_from_the_servers_own_metrics() -> None:
     assert (counts.ok_within, counts.ok_late, counts.refused, counts.cpu_s) == (2, 1, 2, 3.5)
     with pytest.raises(ValueError, match="bucket bound"):
         counts_from(text, 0.7, cpu_s=0.0)
+
+
+def test_host_info_records_the_cpu_signature() -> None:
+    from benchmarks.loadgen.cli import host_info
+    from semroute.encoder.variants import KERNEL_FLAGS, cpu_signature
+
+    host = host_info()
+    assert host["cpu"] == cpu_signature()
+    assert set(host["cpu"]["flags"]) <= set(KERNEL_FLAGS)
+    assert host["cpu_model"] == host["cpu"]["model"]  # the older key, kept for old readers
+    json.dumps(host)  # lands in the result JSON as is

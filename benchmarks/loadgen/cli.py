@@ -230,21 +230,17 @@ def plan(args: argparse.Namespace) -> tuple[str, list[Scenario], str]:
 def host_info() -> dict[str, Any]:
     import grpc
 
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from semroute.encoder.variants import cpu_signature  # onnxruntime: only when a run records
+
+    cpu = cpu_signature()
     try:
         load = list(os.getloadavg())
     except OSError:
         load = None
     return {
         "cpus": os.cpu_count(),
-        "cpu_model": cpu,
+        "cpu_model": cpu["model"],  # kept for older readers; "cpu" has it with the flags
+        "cpu": cpu,
         "loadavg_at_start": load,
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
