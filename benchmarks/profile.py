@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -136,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-hz", type=int, default=100)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    pyspy = shutil.which("py-spy")
+    # The venv's own py-spy when run as .venv/bin/python without the venv on PATH.
+    beside = Path(sys.executable).with_name("py-spy")
+    pyspy = str(beside) if beside.exists() else shutil.which("py-spy")
     if pyspy is None:
         ap.error("py-spy is not installed (pip install -e .[dev])")
 

@@ -4,6 +4,13 @@ Why not the packaged settings: the MiniLM tokenizer.json pads every input to 128
 truncates the tail, so every request would pay for 128 tokens and a long prompt would lose its
 end (often the actual question). Both are switched off and done here instead.
 
+Bounded work per text: truncation keeps only the first and last tokens, so a long text's middle
+is never tokenised. Its start and end are cut out at whitespace and tokenised on their own; with
+BERT pre-tokenisation no word spans whitespace, so their tokens are exactly the whole text's
+first and last ones (checked: a window short of tokens, e.g. all whitespace or unknown words,
+falls back to the whole text). A 64 KB prompt then costs what a 3 KB one does, and the static
+encoder, which runs on the event loop, never stalls it for tens of milliseconds.
+
 Thread safety: the wrapped ``tokenizers.Tokenizer`` is configured once in ``__init__`` and only
 read afterwards (``encode``/``encode_batch`` take it by shared reference), so one instance can be
 used from many threads at once.
@@ -22,6 +29,15 @@ from semroute.encoder.errors import EncoderError
 
 HEAD_TAIL = "head_tail"
 HEAD = "head"
+
+# Characters tokenised at each end of a long text, per token of max_tokens (English runs at
+# ~4-5 characters a token, code at ~3: a window holds 2-3x the tokens it must).
+WINDOW_CHARS_PER_TOKEN = 8
+# Where a window may be cut: characters BertNormalizer keeps as whitespace. (Other characters
+# Python calls space, like U+001C, are removed by it, which joins the words on either side.)
+_CUTS = (" ", "\n", "\t", "\r")
+# (ids, type_ids) of one text.
+Tokens = tuple[list[int], list[int]]
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,13 @@ class TextTokenizer:
                 f"tokens; use at least {specials + 2}"
             )
         self.max_tokens = max_tokens
+        # Text tokens each window must hold for truncation to keep exactly the whole text's.
+        self._need_head = max_tokens if truncation == HEAD else max_tokens // 2 + 1
+        self._need_tail = 0 if truncation == HEAD else max_tokens // 2 + 1
+        bert = type(tok.pre_tokenizer).__name__ == "BertPreTokenizer" and type(
+            tok.normalizer
+        ).__name__ in ("BertNormalizer", "NoneType")
+        self._window = max_tokens * WINDOW_CHARS_PER_TOKEN if bert else 0
 
     @property
     def special_tokens(self) -> int:
@@ -99,17 +122,14 @@ class TextTokenizer:
         return len(self._tok.encode(text).ids)
 
     def ids(self, texts: Sequence[str], *, add_special_tokens: bool) -> list[list[int]]:
-        """Each text's token ids, untruncated and unpadded (for callers that pool ids
-        themselves, like the static encoder)."""
-        if len(texts) == 1:  # encode_batch's thread-pool hop costs more than it saves
-            return [self._tok.encode(texts[0], add_special_tokens=add_special_tokens).ids]
-        encs = self._tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)
-        return [e.ids for e in encs]
+        """Each text's token ids, unpadded and untruncated but for a long text's middle (for
+        callers that pool ids themselves, like the static encoder): a head+tail truncation
+        to max_tokens keeps exactly the tokens it would keep of the whole text."""
+        return [ids for ids, _ in self._tokens(texts, add_special_tokens)]
 
     def encode_batch(self, texts: Sequence[str]) -> TokenBatch:
         """Tokenise, truncate head+tail to max_tokens, pad to the longest text of this batch."""
-        encodings = self._tok.encode_batch(list(texts)) if len(texts) else []
-        rows = [self._truncate(e) for e in encodings]
+        rows = [self._truncate(*t) for t in self._tokens(texts, True)]
         width = max((len(ids) for ids, _ in rows), default=0)
         n = len(rows)
         input_ids = np.full((n, width), self.pad_id, dtype=np.int64)
@@ -124,13 +144,64 @@ class TextTokenizer:
             lengths[r] = k
         return TokenBatch(input_ids, attention_mask, token_type_ids, lengths)
 
-    def _truncate(self, enc: Encoding) -> tuple[list[int], list[int]]:
+    def _tokens(self, texts: Sequence[str], add_special_tokens: bool) -> list[Tokens]:
+        """Each text's tokens; a long text's start and end windows stand for it (see the
+        module docstring), joined where its middle was."""
+        pieces: list[str] = []
+        spans: list[tuple[int, bool]] = []  # (first piece, windowed)
+        for text in texts:
+            windows = self._windows(text)
+            spans.append((len(pieces), windows is not None))
+            pieces.extend(windows or (text,))
+        encs = self._encode(pieces, add_special_tokens)
+        lead, trail = (self._lead, self._trail) if add_special_tokens else (0, 0)
+        out: list[Tokens] = []
+        for text, (k, windowed) in zip(texts, spans, strict=True):
+            if not windowed:
+                out.append((encs[k].ids, encs[k].type_ids))
+                continue
+            head, tail = encs[k], encs[k + 1]
+            specials = lead + trail
+            if (
+                len(head.ids) - specials < self._need_head
+                or len(tail.ids) - specials < self._need_tail
+            ):
+                whole = self._encode([text], add_special_tokens)[0]  # whitespace, unknown words
+                out.append((whole.ids, whole.type_ids))
+                continue
+            cut = len(head.ids) - trail
+            out.append(
+                (head.ids[:cut] + tail.ids[lead:], head.type_ids[:cut] + tail.type_ids[lead:])
+            )
+        return out
+
+    def _windows(self, text: str) -> tuple[str, str] | None:
+        """A long text's start and end, each ~max_tokens x WINDOW_CHARS_PER_TOKEN characters
+        cut at whitespace; None when the text is short enough to tokenise whole, or has no
+        whitespace to cut at."""
+        w = self._window
+        if not w or len(text) <= 3 * w:
+            return None
+        i = max(text.rfind(c, 0, w) for c in _CUTS)
+        tail_from = len(text) - w
+        j = min((k for c in _CUTS if (k := text.find(c, tail_from)) != -1), default=-1)
+        if i <= 0 or j < 0:
+            return None
+        return text[:i], text[j + 1 :]
+
+    def _encode(self, texts: list[str], add_special_tokens: bool) -> list[Encoding]:
+        if len(texts) == 1:  # encode_batch's thread-pool hop costs more than it saves
+            return [self._tok.encode(texts[0], add_special_tokens=add_special_tokens)]
+        if not texts:
+            return []
+        return self._tok.encode_batch(texts, add_special_tokens=add_special_tokens)
+
+    def _truncate(self, ids: list[int], types: list[int]) -> Tokens:
         """Keep the special tokens, the first half and the last half of an over-long text.
 
         The start of a prompt usually carries the instruction and the end the actual question,
         so dropping the middle loses less routing signal than dropping the tail.
         """
-        ids, types = enc.ids, enc.type_ids
         if len(ids) <= self.max_tokens:
             return ids, types
         lead, trail = self._lead, self._trail
