@@ -52,7 +52,7 @@ from typing import Any
 
 from benchmarks.hot_swap import config_variant, delayed_config
 from benchmarks.loadgen.cli import host_info
-from benchmarks.loadgen.h2load import h2load_binary, run_h2load, write_grpc_body
+from benchmarks.loadgen.h2load import H2loadResult, h2load_binary, run_h2load, write_grpc_body
 from benchmarks.loadgen.runner import Scenario, run_scenario
 from benchmarks.loadgen.servers import free_port, start_server, stop_server
 from benchmarks.prompts import PromptMix, RequestFactory, load_pool
@@ -190,33 +190,33 @@ def _h2load_phases(args: argparse.Namespace, config: Path, streams: int) -> dict
                 "deadline_s": args.timeout,
             }
 
-            def closed(name: str) -> dict[str, Any]:
-                r = run_h2load(handle.target, body, streams=streams, **drive).as_dict()
-                print(f"  {name:<16} goodput {r['goodput_rps']:>7.1f}/s", flush=True)
+            def closed(name: str) -> H2loadResult:
+                r = run_h2load(handle.target, body, streams=streams, **drive)
+                print(f"  {name:<16} goodput {r.goodput_rps:>7.1f}/s", flush=True)
                 return r
 
             before = closed(f"h2-capacity-{streams}")
-            rate = args.factor * float(before["goodput_rps"])  # type: ignore[arg-type]
+            rate = args.factor * before.goodput_rps
             # Four connections pace the rate; each may have this many calls in flight.
             open_ = run_h2load(handle.target, body, rps=rate, connections=4, streams=1024,
-                               **drive).as_dict()  # fmt: skip
-            print(f"  {'h2-open':<16} goodput {open_['goodput_rps']:>7.1f}/s  "
-                  f"refused {open_['refused_rps']}/s", flush=True)  # fmt: skip
+                               **drive)  # fmt: skip
+            print(f"  {'h2-open':<16} goodput {open_.goodput_rps:>7.1f}/s  "
+                  f"refused {open_.as_dict()['refused_rps']}/s", flush=True)  # fmt: skip
             after = closed(f"h2-capacity-{streams}-after")
         finally:
             stop_server(handle)
     finally:
         uncached.unlink(missing_ok=True)
         body.unlink(missing_ok=True)
-    capacity = (float(before["goodput_rps"]) + float(after["goodput_rps"])) / 2  # type: ignore[arg-type]
+    capacity = (before.goodput_rps + after.goodput_rps) / 2
     return {
         "what": "h2load (C, nearly free) against a server with the caches off, one fixed "
         "body: every call pays the encoder; outcomes counted on the server",
         "offered_rps": round(rate, 1),
         "capacity_rps": round(capacity, 1),
-        "share_of_capacity": round(float(open_["goodput_rps"]) / capacity, 3) if capacity else None,  # type: ignore[arg-type]
-        "capacity": [before, after],
-        "open": open_,
+        "share_of_capacity": round(open_.goodput_rps / capacity, 3) if capacity else None,
+        "capacity": [before.as_dict(), after.as_dict()],
+        "open": open_.as_dict(),
     }
 
 

@@ -89,12 +89,16 @@ class H2loadResult:
     client_cpu_s: float
     summary: str  # h2load's own lines on requests and timing
 
+    @property
+    def goodput_rps(self) -> float:
+        return self.server.ok_within / self.seconds if self.seconds > 0 else 0.0
+
     def as_dict(self) -> dict[str, object]:
         s = self.server
         return {
             "sent": self.sent,
             "seconds": round(self.seconds, 2),
-            "goodput_rps": round(s.ok_within / self.seconds, 1),
+            "goodput_rps": round(self.goodput_rps, 1),
             "answered_late": int(s.ok_late),
             "refused_rps": round(s.refused / self.seconds, 1),
             "server_cores": round(s.cpu_s / self.seconds, 2),
