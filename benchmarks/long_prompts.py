@@ -23,10 +23,10 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cascade_speed import cpu_us_per_prompt
 from benchmarks.prompts import default_data_dir, load_mmlu, load_mt_bench
 from semroute.encoder import default_model_dir
 from semroute.encoder.static import StaticEncoder, default_static_dir
@@ -49,13 +49,6 @@ def prompts_of(size_kb: float, n: int) -> list[str]:
             i += 1
         out.append(text[: int(size_kb * 1024)])
     return out
-
-
-def cpu_us(fn: Callable[[str], object], texts: list[str]) -> float:
-    t0 = time.process_time_ns()
-    for t in texts:
-        fn(t)
-    return (time.process_time_ns() - t0) / len(texts) / 1e3
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -94,8 +87,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             w_us, h_us = [], []
             for _ in range(args.rounds):  # interleaved, so drift hits both alike
-                w_us.append(cpu_us(windowed, texts))
-                h_us.append(cpu_us(whole, texts))
+                w_us.append(cpu_us_per_prompt(windowed, texts))
+                h_us.append(cpu_us_per_prompt(whole, texts))
             w, h = statistics.median(w_us), statistics.median(h_us)
             rows.append(
                 {
