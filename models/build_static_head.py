@@ -9,8 +9,10 @@ data, can answer the prompts it is sure about and leave the rest to the classifi
 What it trains: ``softmax(W · static_embedding + b)`` over the classifier's 16 routes, by
 L-BFGS on cross-entropy with label smoothing and L2 (chosen on the in-source validation split),
 on exactly build_classifier.py's training split (``collect`` + ``split``), temperature fitted on
-its in-source validation split. ``--distill A`` mixes the classifier's out-of-source
-probabilities (route-loso ``.probs.npz``) into the targets of the rows that have them.
+its in-source validation split. ``--distill A`` mixes a teacher classifier's calibrated
+probabilities into every training target with weight A (distillation): under ``--loso`` each
+fold's own classifier (eval_loso.py ``--teacher-out``: trained without the fold's sources, so
+the evaluation stays clean), for the shipped head the shipped classifier itself.
 
 What it measures (``--loso``): for each of eval_loso.py's 7 folds, a head trained without the
 fold's sources scores exactly the prompts eval_loso scored for them, in the same order, so its
@@ -22,6 +24,11 @@ six folds, applied to the seventh) so the cascade stays within 2 points of the c
     python models/build_static_head.py --loso \\
         --out-json benchmarks/results/cascade-$(date -u +%Y%m%dT%H%M%S).json
     python models/build_static_head.py --out models/minilm-l6-v2-static   # the shipped head
+
+    # distilled: fold teachers from eval_loso.py --teacher-out var/loso/teachers
+    python models/build_static_head.py --loso --distill 0.5 --teachers var/loso/teachers ...
+    python models/build_static_head.py --out models/minilm-l6-v2-static --distill 0.5 \
+        --teacher-cache var/teacher-probs.npz --cascade-json ...
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from eval_loso import FOLDS, eval_items  # noqa: E402
 from route_corpus import EVAL_ONLY_SOURCES, ROUTES, Example  # noqa: E402
 
 from semroute.bundle import sha256_file  # noqa: E402
+from semroute.encoder import default_model_dir  # noqa: E402
 from semroute.encoder.static import StaticEncoder, default_static_dir  # noqa: E402
 from semroute.encoder.static_head import HEAD_FILE, HEAD_META  # noqa: E402
 from semroute.encoder.variants import cpu_signature  # noqa: E402
@@ -104,6 +112,53 @@ def cached_features(
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fold_teacher(path: Path, held: Sequence[str]) -> dict[str, np.ndarray]:
+    """A fold classifier's probabilities by text (eval_loso.py --teacher-out), checked to be
+    the fold's: a teacher that saw the held-out sources would leak them into the evaluation."""
+    with np.load(path, allow_pickle=True) as z:
+        if tuple(str(r) for r in z["routes"]) != ROUTES:
+            raise SystemExit(f"{path}: routes differ from the classifier's")
+        if sorted(str(h) for h in z["held_out"]) != sorted(held):
+            raise SystemExit(f"{path}: held out {list(z['held_out'])}, expected {list(held)}")
+        return {str(t): p.astype(np.float64) for t, p in zip(z["texts"], z["probs"], strict=True)}
+
+
+def model_teacher(
+    model_dir: Path, texts: Sequence[str], max_tokens: int, cache: Path | None
+) -> dict[str, np.ndarray]:
+    """The shipped classifier's calibrated probabilities on ``texts`` (ONNX, as it serves),
+    kept in ``cache`` keyed by the model's id and head version."""
+    from semroute.encoder import Encoder
+
+    enc = Encoder(model_dir, max_tokens=max_tokens)
+    head = enc.route_head
+    if head is None or head.routes != ROUTES:
+        raise SystemExit(f"{model_dir} has no route head over the classifier's routes")
+    key = f"{enc.id};{head.version};{max_tokens}"
+    have: dict[str, np.ndarray] = {}
+    if cache and cache.exists():
+        with np.load(cache, allow_pickle=True) as z:
+            if str(z["key"]) == key:
+                have = {str(t): p for t, p in zip(z["texts"], z["probs"], strict=True)}
+    todo = sorted({t for t in texts if t not in have}, key=len)
+    t0 = time.perf_counter()
+    for i in range(0, len(todo), 32):
+        chunk = todo[i : i + 32]
+        for t, p in zip(chunk, head.probabilities(enc.encode(chunk)), strict=True):
+            have[t] = p
+    if todo:
+        print(f"teacher: {len(todo)} texts in {time.perf_counter() - t0:.0f} s", flush=True)
+    if cache and todo:
+        names = sorted(have)
+        np.savez_compressed(
+            cache,
+            key=np.array(key),
+            texts=np.array(names, dtype=object),
+            probs=np.stack([have[t] for t in names]).astype(np.float32),
+        )
+    return {t: have[t].astype(np.float64) for t in texts}
 
 
 def targets(
@@ -405,6 +460,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--static-dir", type=Path, default=default_static_dir())
     ap.add_argument("--max-tokens", type=int, default=bc.TRAIN_MAX_TOKENS)
     ap.add_argument("--distill", type=float, default=0.0, help="weight of the soft targets")
+    ap.add_argument("--teachers", type=Path, help="with --loso --distill: fold-K.npz teachers")
+    ap.add_argument(
+        "--teacher-model",
+        type=Path,
+        default=default_model_dir(),
+        help="with --out --distill: the classifier whose probabilities are the soft targets",
+    )
+    ap.add_argument("--teacher-cache", type=Path, help="keep the teacher's probabilities here")
     ap.add_argument("--version", default=time.strftime("%Y%m%d"))
     ap.add_argument("--cascade-json", type=Path, help="with --out: thresholds from this result")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
@@ -422,10 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows, fold_of = loso_rows(examples, args.seed)
     check_alignment(rows, z)
     print(f"{len(rows)} out-of-source rows line up with {args.probs.name}", flush=True)
-    # Soft targets keyed by text (a text may recur across sources: keep the first row's).
-    soft: dict[str, np.ndarray] = {}
-    for e, p in zip(rows, z["probs"], strict=True):
-        soft.setdefault(e.text, p.astype(np.float64))
+    if args.distill and args.loso and not args.teachers:
+        ap.error("--loso with --distill needs --teachers (eval_loso.py --teacher-out)")
     full_train, full_val = bc.split(examples, set(), args.seed)
     splits = {held: bc.split(examples, set(held), args.seed) for held in FOLDS}
     texts = {e.text for e in [*full_train, *full_val, *rows]}
@@ -444,9 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k, held in enumerate(FOLDS):
             train, val = splits[held]
             print(f"fold {k}: held out {held}; train {len(train)}", flush=True)
-            # A fold's soft targets may only come from rows whose teacher never saw its
-            # held-out sources; every other fold's teacher trained on them, so with --distill
-            # this evaluation is optimistic (noted in the result).
+            soft = fold_teacher(args.teachers / f"fold-{k}.npz", held) if args.distill else None
             head = fit(train, val, feats, soft, args.distill, args.l2)
             sel = fold_of_arr == k
             x = np.stack([feats[rows[i].text] for i in np.flatnonzero(sel)])
@@ -468,10 +527,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "accepted": "label or also (models/route_corpus.py), argmax of each model as in "
             "models/eval_loso.py",
             "distill": args.distill,
-            "distill_note": "soft targets come from fold models that trained on the other "
-            "folds' held-out sources: with distill > 0 this is optimistic"
+            "distill_note": "soft targets from each fold's own classifier, trained without "
+            "the fold's held-out sources (eval_loso.py --teacher-out)"
             if args.distill
-            else "labels only: no classifier output used, the evaluation is clean",
+            else "labels only: no classifier output used",
             "static_model": encoder.id,
             "max_tokens": args.max_tokens,
             "seed": args.seed,
@@ -494,6 +553,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.out:
         print("shipped head: all training sources", flush=True)
+        soft = None
+        if args.distill:
+            texts = [e.text for e in full_train]
+            soft = model_teacher(args.teacher_model, texts, args.max_tokens, args.teacher_cache)
         head = fit(full_train, full_val, feats, soft, args.distill, args.l2)
         cascade = json.loads(args.cascade_json.read_text()) if args.cascade_json else result
         if not cascade:

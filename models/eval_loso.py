@@ -112,6 +112,27 @@ def baseline(items: Sequence[Example], config_path: Path) -> tuple[list[str], ob
     return routes, route_prices(router.state.policy, config)
 
 
+def save_teacher(
+    path: Path,
+    model: object,
+    cache: bc.LowerCache,
+    examples: Sequence[Example],
+    temperature: float,
+    held: Sequence[str],
+) -> None:
+    """A fold model's calibrated route probabilities on the texts it trained on."""
+    texts = sorted({e.text for e in examples})
+    _, logits = bc.predict(model, cache, texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        path,
+        texts=np.array(texts, dtype=object),
+        probs=bc.softmax(logits / temperature).astype(np.float32),
+        routes=np.array(ROUTES),
+        held_out=np.array(list(held)),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="result JSON")
@@ -128,6 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fold-steps", type=int, default=300, help="training steps per fold")
     ap.add_argument(
         "--lower-cache", type=Path, help="keep the frozen lower layers' output here between runs"
+    )
+    ap.add_argument(
+        "--teacher-out",
+        type=Path,
+        help="write each fold model's calibrated probabilities on its own training and "
+        "validation texts here (fold-K.npz): distillation targets that never saw the fold's "
+        "held-out sources (models/build_static_head.py --teachers)",
     )
     bc.add_training_args(ap)
     args = ap.parse_args(argv)
@@ -165,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         items = eval_items(examples, set(held) | set(EVAL_ONLY_SOURCES), args.seed)
         print(f"fold {k}: held out {held}; train {len(train_set)}; scored {len(items)}", flush=True)
         model, temperature, val_acc, _ = bc.fit(train_set, val_set, cache, args, weights, cfg)
+        if args.teacher_out:
+            save_teacher(args.teacher_out / f"fold-{FOLDS.index(held)}.npz", model, cache,
+                         [*train_set, *val_set], temperature, held)  # fmt: skip
         _, logits = bc.predict(model, cache, [e.text for e in items])
         routes = [ROUTES[i] for i in logits.argmax(1)]
         probs = bc.softmax(logits / temperature)
