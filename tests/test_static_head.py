@@ -139,9 +139,51 @@ def test_head_for_another_static_table_is_refused(static_copy: Path) -> None:
         StaticEncoder(static_copy)
 
 
+def _first_layer(d: Path) -> str:
+    with np.load(d / HEAD_FILE) as z:
+        return "hidden_weight" if "hidden_weight" in z.files else "weight"
+
+
 def test_head_of_the_wrong_width_is_refused(static_copy: Path) -> None:
-    _rewrite_head(static_copy, weight=np.zeros((16, 256), np.float32))
+    layer = _first_layer(static_copy)
+    with np.load(static_copy / HEAD_FILE) as z:
+        rows = z[layer].shape[0]
+    _rewrite_head(static_copy, **{layer: np.zeros((rows, 256), np.float32)})
     with pytest.raises(EncoderError, match="does not fit 384-d"):
+        StaticEncoder(static_copy)
+
+
+def test_hidden_layer_is_applied_as_serving_documents(static_copy: Path) -> None:
+    """logits = W · relu(H · x + h) + b, then the calibrated softmax; a linear head is the
+    same without the hidden layer."""
+    rng = np.random.default_rng(7)
+    arrays = {
+        "hidden_weight": rng.normal(0, 0.3, (32, 384)).astype(np.float32),
+        "hidden_bias": rng.normal(0, 0.1, 32).astype(np.float32),
+        "weight": rng.normal(0, 0.3, (16, 32)).astype(np.float32),
+        "bias": rng.normal(0, 0.1, 16).astype(np.float32),
+    }
+    _rewrite_head(static_copy, **arrays)
+    static = StaticEncoder(static_copy)
+    head = static.route_head
+    assert head is not None and head.hidden_width == 32 and head.dim == 384
+    x = static.encode(["write a haiku about autumn", "fix this KeyError in my dict lookup"])
+    h = np.maximum(x @ arrays["hidden_weight"].T + arrays["hidden_bias"], 0.0)
+    z = (h @ arrays["weight"].T + arrays["bias"]) / head.temperature
+    want = np.exp(z - z.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    np.testing.assert_allclose(head.probabilities(x), want, rtol=1e-4, atol=1e-6)
+
+
+def test_hidden_layer_that_does_not_fit_the_output_layer_is_refused(static_copy: Path) -> None:
+    _rewrite_head(
+        static_copy,
+        hidden_weight=np.zeros((32, 384), np.float32),
+        hidden_bias=np.zeros(32, np.float32),
+        weight=np.zeros((16, 64), np.float32),
+        bias=np.zeros(16, np.float32),
+    )
+    with pytest.raises(EncoderError, match="hidden layer"):
         StaticEncoder(static_copy)
 
 
