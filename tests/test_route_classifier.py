@@ -11,6 +11,7 @@ import pytest
 from semroute.config import Config, load_config
 from semroute.encoder import default_model_dir
 from semroute.encoder.route_head import RouteHead
+from semroute.encoder.static import default_static_dir
 from semroute.route_classifier import ClassifierRoutes
 from semroute.types import Reason, RouteQuery
 from semroute.v1 import router_pb2 as pb
@@ -161,13 +162,14 @@ def test_grpc_decision_carries_the_classifier_version(stub) -> None:  # type: ig
     )
     assert d.tier == pb.TIER_ENCODER and d.reason == pb.DECISION_REASON_CLASSIFIER
     assert d.classifier_version == version
-    # The static head is sure of this one (formal_math 0.99), but the default config runs
-    # the classifier alone (the cascade is opt-in): the encoder decides it too.
+    # The static head is sure of this one (formal_math ~1.0), and the default config runs
+    # the cascade: the static tier decides and names its head, not the encoder's.
     d = stub.Route(
         pb.RouteRequest(prompt="prove that there are infinitely many primes"), timeout=30
     )
-    assert d.tier == pb.TIER_ENCODER and d.reason == pb.DECISION_REASON_CLASSIFIER
-    assert d.classifier_version == version
+    static_meta = json.loads((default_static_dir() / "route_head.json").read_text())
+    assert d.tier == pb.TIER_STATIC and d.reason == pb.DECISION_REASON_CLASSIFIER
+    assert d.classifier_version == static_meta["version"] != version
     assert d.route in {"formal_math", "math"}
     # A rule still wins over the classifier (greeting-only rule in the default config).
     r = stub.Route(pb.RouteRequest(prompt="hello"), timeout=30)

@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO / "models"))
 
 # The static head is sure of this one (probability ~1) ...
 CONFIDENT = "translate this paragraph into French"
-# ... and not of this one (high_stakes 0.58 vs faq_lookup 0.41).
-UNSURE = "can you check whether this contract clause about late payment fees is enforceable"
+# ... and not of this one (general 0.35 vs faq_lookup 0.33).
+UNSURE = "what should I consider before switching careers at forty"
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +93,18 @@ def test_config_thresholds_override_the_heads(
 
 
 def test_fast_tier_off_leaves_the_head_unused(config, encoder, static, index_dir) -> None:  # type: ignore[no-untyped-def]
-    # The default config routes by the classifier alone: the cascade is opt-in until it
-    # holds the 2-point bar on every out-of-source check (models/README.md, MT-Bench).
-    assert not config.fast_tier.enabled
-    on = cascade(config, encoder, static, index_dir)
+    # The default config runs the cascade (it holds the 2-point bar out of source and on
+    # MT-Bench: models/README.md); `fast_tier.enabled: false` routes by the classifier alone.
+    assert config.fast_tier.enabled
+    on = Router(encoder, RoutingState.load(config, encoder, index_dir, static), static)
     assert on.state.static_classifier is not None
     assert on.route(RouteQuery(text=CONFIDENT)).tier == Tier.STATIC
-    router = Router(encoder, RoutingState.load(config, encoder, index_dir, static), static)
-    assert router.route(RouteQuery(text=CONFIDENT)).tier == Tier.ENCODER
+    off_cfg = config.model_copy(
+        update={"fast_tier": config.fast_tier.model_copy(update={"enabled": False})}
+    )
+    off = Router(encoder, RoutingState.load(off_cfg, encoder, index_dir, static), static)
+    assert off.state.static_classifier is None
+    assert off.route(RouteQuery(text=CONFIDENT)).tier == Tier.ENCODER
 
 
 @pytest.fixture
