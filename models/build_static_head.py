@@ -3,12 +3,13 @@
 
 Why: the route classifier costs a transformer pass (~10 ms of CPU here) per unique prompt, but
 many prompts are easy. The static encoder (models/minilm-l6-v2-static) embeds a prompt in
-20-90 µs; a linear softmax head on that embedding, trained on the classifier's own labelled
-data, can answer the prompts it is sure about and leave the rest to the classifier.
+20-90 µs; a small head on that embedding, trained from the classifier (its labels and its
+probabilities), can answer the prompts it is sure about and leave the rest to the classifier.
 
-What it trains: ``softmax(W · static_embedding + b)`` over the classifier's 16 routes, by
-L-BFGS on cross-entropy with label smoothing and L2 (chosen on the in-source validation split),
-on exactly build_classifier.py's training split (``collect`` + ``split``), temperature fitted on
+What it trains: with ``--hidden H``, ``softmax(W · relu(H · static_embedding + h) + b)``
+over the classifier's 16 routes by AdamW (train_mlp); without it ``softmax(W · x + b)`` by
+L-BFGS with L2 chosen on the in-source validation split; cross-entropy on soft targets, on
+exactly build_classifier.py's training split (``collect`` + ``split``), temperature fitted on
 its in-source validation split. ``--distill A`` mixes a teacher classifier's calibrated
 probabilities into every training target with weight A (distillation): under ``--loso`` each
 fold's own classifier (eval_loso.py ``--teacher-out``: trained without the fold's sources, so

@@ -165,7 +165,7 @@ from semroute.types import RouteQuery
 import semroute.server.service, semroute.admin.runtime
 config = load_config()
 _ensure_default_index(config)
-# The cascade on (opt-in), so both the static tier and the classifier serve here.
+# The cascade on (the default config's), so both the static tier and the classifier serve here.
 tier = config.fast_tier.model_copy(update={'enabled': True})
 config = config.model_copy(update={'fast_tier': tier})
 router = load_router(config)

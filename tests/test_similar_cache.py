@@ -74,7 +74,7 @@ async def test_edited_repeats_reuse_the_decision_and_nothing_else_does(
 async def test_the_cascade_reuses_the_probes_static_embedding(
     config: Config, index_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The similar cache and the cascade's fast tier (opt-in) both on: a prompt the static
+    """The similar cache and the cascade's fast tier both on: a prompt the static
     route head is sure of is embedded once by the static encoder (the similar cache's probe,
     reused by the fast tier), never by the full encoder, and its edit reuses that decision."""
     cfg = with_similar(config)

@@ -217,11 +217,11 @@ def test_head_for_other_routes_is_refused_beside_the_classifier(
 def test_shipped_head_on_a_source_it_never_trained_on(static) -> None:  # type: ignore[no-untyped-def]
     """MT-Bench is never trained on (route_corpus.EVAL_ONLY_SOURCES): 80 real chat prompts.
 
-    Measured for the shipped head: 51/80 (0.64) accepted alone; at its default thresholds it
-    answers 39 (49 %), 31 of them acceptably (0.79; the classifier gets 0.763 on all 80).
-    Floors sit ~1.5 binomial standard errors below (SE 0.054 on 80, 0.065 on 39), so a
-    rebuild that moves a few borderline prompts passes and a head that answers what it gets
-    wrong, or stops answering, does not.
+    Measured for the shipped head (static-routes/20261201b): 53/80 (0.66) accepted alone; at
+    its default thresholds it answers 49 (61 %), 39 of them acceptably (0.80; the classifier
+    gets 0.763 on all 80). Floors sit ~1.5 binomial standard errors below (SE 0.053 on 80,
+    0.057 on 49), so a rebuild that moves a few borderline prompts passes and a head that
+    answers what it gets wrong, or stops answering, does not.
     """
     from route_corpus import load_mt_bench
 
@@ -233,6 +233,6 @@ def test_shipped_head_on_a_source_it_never_trained_on(static) -> None:  # type: 
     top = np.sort(probs, 1)
     answered = (top[:, -1] >= head.min_probability) & (top[:, -1] - top[:, -2] >= head.min_margin)
     assert len(items) == 80
-    assert ok.mean() >= 0.55
-    assert answered.mean() >= 0.35
-    assert ok[answered].mean() >= 0.70
+    assert ok.mean() >= 0.58
+    assert answered.mean() >= 0.50
+    assert ok[answered].mean() >= 0.71
