@@ -30,8 +30,10 @@ the count). Both figures are in the result.
    core at 10x on this 2-core machine, which the server loses. h2load costs a
    few µs. It replays one fixed body, so a second server runs with the decision,
    similar-prompt and response caches off (every call still pays the encoder);
-   its capacity is measured by h2load in the same way (closed loop at the chosen
-   count, before and after) and outcomes are counted on the server's /metrics.
+   its capacity is measured by h2load in the same way (closed loop, before and
+   after, at the most callers the sweep served without a refusal: h2load cannot
+   honour pushback, so a refused stream re-sends at once) and outcomes are
+   counted on the server's /metrics.
 
 Goodput is successful calls per second, each within its deadline
 (`--timeout`); the overload phases' goodput is reported as a share of
@@ -134,7 +136,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 mode="closed", concurrency=n))  # fmt: skip
         finally:
             stop_server(handle)
-        h2 = _h2load_phases(args, config, n) if args.h2load and h2load_binary() else None
+        # h2load cannot honour pushback: a refused stream re-sends at once, a retry storm
+        # that starves the encoder. Its closed loop uses the most callers the sweep served
+        # without a refusal.
+        calm = [p["concurrency"] for p in sweep if not p["errors"]]
+        streams = max(calm) if calm else min(args.sweep)
+        h2 = _h2load_phases(args, config, streams) if args.h2load and h2load_binary() else None
     finally:
         for path in made:
             path.unlink(missing_ok=True)
