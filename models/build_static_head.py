@@ -54,9 +54,9 @@ from eval_loso import FOLDS, eval_items  # noqa: E402
 from route_corpus import EVAL_ONLY_SOURCES, ROUTES, Example  # noqa: E402
 
 from semroute.bundle import sha256_file  # noqa: E402
-from semroute.encoder import default_model_dir  # noqa: E402
+from semroute.encoder import Encoder, default_model_dir  # noqa: E402
 from semroute.encoder.static import StaticEncoder, default_static_dir  # noqa: E402
-from semroute.encoder.static_head import HEAD_FILE, HEAD_META  # noqa: E402
+from semroute.encoder.static_head import HEAD_FILE, HEAD_META, StaticRouteHead  # noqa: E402
 from semroute.encoder.variants import cpu_signature  # noqa: E402
 
 DEFAULT_PROBS = ROOT / "benchmarks" / "results" / "route-loso-20261201T023014.probs.npz"
@@ -137,8 +137,6 @@ def model_teacher(
 ) -> dict[str, np.ndarray]:
     """The shipped classifier's calibrated probabilities on ``texts`` (ONNX, as it serves),
     kept in ``cache`` keyed by the model's id and head version."""
-    from semroute.encoder import Encoder
-
     enc = Encoder(model_dir, max_tokens=max_tokens)
     head = enc.route_head
     if head is None or head.routes != ROUTES:
@@ -294,10 +292,20 @@ def train_mlp(
 
 
 def head_logits(head: dict[str, object], x: np.ndarray) -> np.ndarray:
-    """Serving's arithmetic (semroute/encoder/static_head.py), uncalibrated."""
-    if "hidden_weight" in head:
-        x = np.maximum(x @ head["hidden_weight"].T + head["hidden_bias"], 0.0)  # type: ignore[union-attr, operator]
-    return logits(x, head["weight"], head["bias"])  # type: ignore[arg-type]
+    """Uncalibrated logits computed by serving's own class, so what is evaluated here is
+    what serves."""
+    hidden = (head["hidden_weight"], head["hidden_bias"]) if "hidden_weight" in head else None
+    serving = StaticRouteHead(
+        ROUTES,
+        head["weight"],
+        head["bias"],
+        1.0,
+        "build",
+        0.0,
+        0.0,
+        hidden,  # type: ignore[arg-type]
+    )
+    return serving.logits(x.astype(np.float32))
 
 
 def probabilities(head: dict[str, object], x: np.ndarray) -> np.ndarray:
