@@ -8,14 +8,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from semroute.config import Config
+from semroute.encoder.static import StaticEncoder, default_static_dir
+from semroute.router import Router, RoutingState
 from semroute.types import RouteQuery
 
 PROBES = Path(__file__).parent / "data" / "route_probes.yaml"
 CHEAP_ROUTES = {"greeting", "faq_lookup", "classification"}
 HARD_ROUTES = {"reasoning", "formal_math", "high_stakes"}
+
+
+@pytest.fixture(params=["classifier", "served"])
+def probe_router(request, router, config: Config, encoder, index_dir: Path):  # type: ignore[no-untyped-def]
+    """The classifier alone, and the default config as `semroute serve` runs it (with the
+    static encoder, so the cascade's static tier answers what it is sure of)."""
+    if request.param == "classifier":
+        return router
+    static = StaticEncoder(default_static_dir(), max_tokens=config.encoder.max_tokens)
+    return Router(encoder, RoutingState.load(config, encoder, index_dir, static), static)
 
 
 def _probes() -> list[tuple[str, str]]:
@@ -28,23 +41,23 @@ def test_probes_are_held_out(config: Config) -> None:
     assert not [p for _, p in _probes() if p.lower() in utterances]
 
 
-def test_route_accuracy_on_held_out_prompts(router) -> None:  # type: ignore[no-untyped-def]
+def test_route_accuracy_on_held_out_prompts(probe_router) -> None:  # type: ignore[no-untyped-def]
     probes = _probes()
     wrong = []
     for expected, prompt in probes:
-        d = router.route(RouteQuery(text=prompt))
+        d = probe_router.route(RouteQuery(text=prompt))
         if d.route != expected:
             wrong.append((expected, d.route, prompt))
     accuracy = 1 - len(wrong) / len(probes)
     assert accuracy >= 0.90, f"accuracy {accuracy:.2f}; misrouted: {wrong}"
 
 
-def test_easy_prompts_stay_cheap_and_hard_ones_go_frontier(router, config: Config) -> None:  # type: ignore[no-untyped-def]
+def test_easy_prompts_stay_cheap_and_hard_ones_go_frontier(probe_router, config: Config) -> None:  # type: ignore[no-untyped-def]
     price = {m.name: m.input_price_per_mtok + m.output_price_per_mtok for m in config.models}
     median = sorted(price.values())[len(price) // 2]
     cheap, hard = [], []
     for expected, prompt in _probes():
-        d = router.route(RouteQuery(text=prompt))
+        d = probe_router.route(RouteQuery(text=prompt))
         if expected in CHEAP_ROUTES:
             cheap.append((price[d.model] < median, prompt, d.model))
         if expected in HARD_ROUTES:
