@@ -29,11 +29,17 @@ the count). Both figures are in the result.
    load generator costs ~340 µs of CPU per call (../shared/FACTS.md), half a
    core at 10x on this 2-core machine, which the server loses. h2load costs a
    few µs. It replays one fixed body, so a second server runs with the decision,
-   similar-prompt and response caches off (every call still pays the encoder);
-   its capacity is measured by h2load in the same way (closed loop, before and
-   after, at the most callers the sweep served without a refusal: h2load cannot
-   honour pushback, so a refused stream re-sends at once) and outcomes are
-   counted on the server's /metrics.
+   similar-prompt and response caches off (every call still pays the encoder).
+   Its capacity is measured by h2load too: closed loops at `--h2load-sweep`
+   streams choose the count (the best one without a refusal: h2load cannot
+   honour pushback, so a refused stream re-sends at once, a refusal storm), then
+   before and after the open loop at that count. Outcomes are counted on the
+   server's /metrics;
+6. the refusal floor: the same server with every encoder pass stalled past the
+   deadline, so that every call is refused, driven by h2load at the rate the
+   open loop was refused at. Its CPU is what refusing costs alone, and
+   1 - (those cores / the server's cores at capacity) is the share of capacity
+   the open loop can keep if refusals take that CPU from the encoder.
 
 Goodput is successful calls per second, each within its deadline
 (`--timeout`); the overload phases' goodput is reported as a share of
@@ -136,12 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 mode="closed", concurrency=n))  # fmt: skip
         finally:
             stop_server(handle)
-        # h2load cannot honour pushback: a refused stream re-sends at once, a retry storm
-        # that starves the encoder. Its closed loop uses the most callers the sweep served
-        # without a refusal.
-        calm = [p["concurrency"] for p in sweep if not p["errors"]]
-        streams = max(calm) if calm else min(args.sweep)
-        h2 = _h2load_phases(args, config, streams) if args.h2load and h2load_binary() else None
+        h2 = _h2load_phases(args, config) if args.h2load and h2load_binary() else None
     finally:
         for path in made:
             path.unlink(missing_ok=True)
@@ -183,9 +184,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _h2load_phases(args: argparse.Namespace, config: Path, streams: int) -> dict[str, Any]:
-    """Capacity (closed loop, `streams` callers, before and after) and the open loop at
-    `--factor` x capacity, all driven by h2load against a server without caches."""
+def _h2load_phases(args: argparse.Namespace, config: Path) -> dict[str, Any]:
+    """h2load against a server without caches: closed loops at each of `--h2load-sweep`
+    stream counts (the best without refusals chooses the count: h2load cannot honour
+    pushback, so a refused stream re-sends at once and a few refusals turn into a storm
+    that says nothing about capacity), capacity at that count before and after, the
+    open loop at `--factor` x capacity between them, then the refusal floor."""
     metrics_port = free_port()
     uncached = config_variant(config, "uncached", {
         "cache": {"enabled": False}, "response_cache": {"enabled": False},
@@ -206,33 +210,94 @@ def _h2load_phases(args: argparse.Namespace, config: Path, streams: int) -> dict
                 "deadline_s": args.timeout,
             }
 
-            def closed(name: str) -> H2loadResult:
+            def closed(name: str, streams: int) -> H2loadResult:
                 r = run_h2load(handle.target, body, streams=streams, **drive)
-                print(f"  {name:<16} goodput {r.goodput_rps:>7.1f}/s", flush=True)
+                print(f"  {name:<16} goodput {r.goodput_rps:>7.1f}/s  refused "
+                      f"{r.as_dict()['refused_rps']}/s", flush=True)  # fmt: skip
                 return r
 
-            before = closed(f"h2-capacity-{streams}")
+            sweep = {n: closed(f"h2-sweep-{n}", n) for n in args.h2load_sweep}
+            calm = {n: r for n, r in sweep.items() if not r.server.refused} or sweep
+            streams = max(calm, key=lambda n: calm[n].goodput_rps)
+            before = closed(f"h2-capacity-{streams}", streams)
             rate = args.factor * before.goodput_rps
             # Four connections pace the rate; each may have this many calls in flight.
             open_ = run_h2load(handle.target, body, rps=rate, connections=4, streams=1024,
                                **drive)  # fmt: skip
             print(f"  {'h2-open':<16} goodput {open_.goodput_rps:>7.1f}/s  "
                   f"refused {open_.as_dict()['refused_rps']}/s", flush=True)  # fmt: skip
-            after = closed(f"h2-capacity-{streams}-after")
+            after = closed(f"h2-capacity-{streams}-after", streams)
         finally:
             stop_server(handle)
+        refused_rps = open_.server.refused / open_.seconds if open_.seconds else 0.0
+        floor = _refusal_floor(args, uncached, body, metrics_port, refused_rps)
     finally:
         uncached.unlink(missing_ok=True)
         body.unlink(missing_ok=True)
     capacity = (before.goodput_rps + after.goodput_rps) / 2
+    capacity_cores = (before.server.cpu_s / before.seconds + after.server.cpu_s / after.seconds) / 2
     return {
         "what": "h2load (C, nearly free) against a server with the caches off, one fixed "
         "body: every call pays the encoder; outcomes counted on the server",
+        "streams": streams,
         "offered_rps": round(rate, 1),
         "capacity_rps": round(capacity, 1),
+        "capacity_server_cores": round(capacity_cores, 2),
         "share_of_capacity": round(open_.goodput_rps / capacity, 3) if capacity else None,
+        "sweep": {n: r.as_dict() for n, r in sweep.items()},
         "capacity": [before.as_dict(), after.as_dict()],
         "open": open_.as_dict(),
+        "refusal_floor": floor,
+        # If each refusal takes from the encoder the CPU it costs alone, the open loop
+        # keeps at most this share of capacity.
+        "share_ceiling_from_refusal_cost": round(
+            max(0.0, 1 - floor["server_cores"] / capacity_cores), 3
+        )
+        if capacity_cores
+        else None,
+    }
+
+
+def _refusal_floor(
+    args: argparse.Namespace, config: Path, body: Path, metrics_port: int, rate: float
+) -> dict[str, Any]:
+    """What refusing costs alone: the same server with every encoder pass delayed past
+    the deadline, so that (after the warm-up) every call is refused, driven by h2load at
+    the rate the open loop was refused at; its CPU per refusal and in cores."""
+    delay_s = 2 * args.timeout
+    stalled = config_variant(config, "stalled", {"encoder": {"test_delay_ms": delay_s * 1000}})
+    try:
+        handle = start_server("semroute", config=str(stalled), timeout=180)
+        try:
+            r = run_h2load(
+                handle.target,
+                body,
+                rps=max(rate, 1.0),
+                connections=4,
+                streams=1024,
+                metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+                server_pid=handle.pid,
+                duration_s=args.duration,
+                # The first calls are admitted until one encoder pass has been timed.
+                warmup_s=args.warmup + delay_s,
+                deadline_s=args.timeout,
+            )
+        finally:
+            stop_server(handle)
+    finally:
+        stalled.unlink(missing_ok=True)
+    refused_rps = r.server.refused / r.seconds if r.seconds else 0.0
+    cores = r.server.cpu_s / r.seconds if r.seconds else 0.0
+    print(f"  {'refusal-floor':<16} {refused_rps:>7.1f} refusals/s  {cores:.2f} server cores  "
+          f"{cores / max(refused_rps, 1e-9) * 1e6:.0f} µs each", flush=True)  # fmt: skip
+    return {
+        "what": "every call refused (encoder stalled past the deadline), h2load open loop "
+        "at the overload phase's refusal rate: the server CPU refusals cost alone",
+        "offered_rps": round(rate, 1),
+        "refused_rps": round(refused_rps, 1),
+        "answered": int(r.server.ok_within + r.server.ok_late),
+        "server_cores": round(cores, 3),
+        "cpu_us_per_refusal": round(cores / refused_rps * 1e6) if refused_rps else None,
     }
 
 
@@ -253,12 +318,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cascade", action="store_true",
                     help="keep the config's fast tier (default: off, every prompt needs the "
                     "encoder)")  # fmt: skip
+    ap.add_argument("--h2load-sweep", type=lambda v: [int(x) for x in v.split(",")],
+                    default=[2, 4, 8],
+                    help="h2load stream counts tried for its capacity")  # fmt: skip
     ap.add_argument("--no-h2load", dest="h2load", action="store_false",
                     help="skip the h2load open loop (run when h2load is on PATH)")  # fmt: skip
     ap.add_argument("--out-dir", default=str(RESULTS_DIR))
     ap.add_argument("--no-save", action="store_true")
     args = ap.parse_args(argv)
-    if not (1 <= args.factor <= 20 and args.duration <= 120 and max(args.sweep) <= 64):
+    if not (1 <= args.factor <= 20 and args.duration <= 120
+            and max(args.sweep + args.h2load_sweep) <= 64):  # fmt: skip
         ap.error("bounded runs only: factor <= 20, duration <= 120 s, sweep callers <= 64")
     result = run(args)
     print(json.dumps({k: result[k] for k in ("capacity_rps", "goodput_share_of_capacity")}))
