@@ -404,9 +404,15 @@ def train(
     head_lr: float,
     emb_weight: float,
     seed: int,
+    also_weight: float = 0.0,
     log_every: int = 100,
 ) -> dict[str, object]:
     """AdamW on the top layers and the head, linear warm-up and decay.
+
+    The route loss is cross-entropy on each example's route, mixed (`also_weight`) with the
+    negative log of the probability of any route a person would accept for it (its route or
+    one of its `also` routes): a prediction of an acceptable route is then not pushed away,
+    which is what the leave-sources-out accuracy counts.
 
     The lower layers and embeddings stay frozen: they carry the multilingual and rare-token
     knowledge a few thousand prompts would only erode, and freezing them makes a step ~3x
@@ -419,6 +425,10 @@ def train(
     cache.fill(texts)
     lengths = np.array([len(cache.states[t]) for t in texts])
     y = torch.tensor([ROUTES.index(e.route) for e in examples])
+    acceptable = torch.zeros(len(examples), len(ROUTES), dtype=torch.bool)
+    for i, e in enumerate(examples):
+        for route in (e.route, *e.also):
+            acceptable[i, ROUTES.index(route)] = True
     tgt = torch.from_numpy(np.ascontiguousarray(teacher, dtype=np.float32))
     rng = np.random.default_rng(seed)
     n_lower = cache.n_lower
@@ -449,6 +459,8 @@ def train(
             ce = F.cross_entropy(logits, y[idx], label_smoothing=0.05)
             keep = (1.0 - (emb * tgt[idx]).sum(-1)).mean()
             loss = ce + emb_weight * keep
+            if also_weight:
+                loss = loss + also_weight * (acceptable_nll(logits, acceptable[idx]) - ce)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(body + head, 1.0)
@@ -474,6 +486,16 @@ def train(
         "seconds": time.perf_counter() - t0,
         "log": log,
     }
+
+
+def acceptable_nll(logits, acceptable):
+    """Mean of -log P(any acceptable route): `acceptable` (n, routes) marks each example's
+    route and its `also` routes."""
+    import torch
+    from torch.nn import functional as F
+
+    logp = F.log_softmax(logits, -1).masked_fill(~acceptable, float("-inf"))
+    return -torch.logsumexp(logp, -1).mean()
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -682,6 +704,7 @@ def fit(
         head_lr=args.head_lr,
         emb_weight=args.emb_weight,
         seed=args.seed,
+        also_weight=args.also_weight,
     )
     _, val_logits = predict(model, cache, [e.text for e in val_set])
     val_y = np.array([ROUTES.index(e.route) for e in val_set])
@@ -699,6 +722,12 @@ def add_training_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--head-lr", type=float, default=3e-3)
     ap.add_argument("--emb-weight", type=float, default=2.0)
+    ap.add_argument(
+        "--also-weight",
+        type=float,
+        default=0.0,
+        help="share of the route loss on 'any acceptable route' (its also routes)",
+    )
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="train on at most N examples (tests)")

@@ -78,6 +78,22 @@ def test_tiny_training_run_exports_a_loadable_classifier(tiny_model: Path) -> No
     )
 
 
+def test_acceptable_route_loss_counts_any_accepted_route() -> None:
+    """-log P(route or an `also` route), hand-computed: an example whose prediction sits on
+    an acceptable `also` route costs little, one on an unacceptable route costs much."""
+    pytest.importorskip("torch")
+    import build_classifier as bc
+    import torch
+
+    logits = torch.tensor([[2.0, 1.0, 0.0], [2.0, 1.0, 0.0]])
+    p = torch.softmax(logits, -1)[0]
+    accepted = torch.tensor([[False, True, True], [True, False, False]])
+    got = bc.acceptable_nll(logits[:1], accepted[:1]).item()
+    assert got == pytest.approx(-np.log(p[1] + p[2]).item(), abs=1e-6)
+    both = bc.acceptable_nll(logits, accepted).item()
+    assert both == pytest.approx((got - np.log(p[0]).item()) / 2, abs=1e-6)
+
+
 def test_onnx_matches_torch_logits_and_embedding(tiny_model: Path, tmp_path: Path) -> None:
     """The fp32 graph reproduces torch exactly; the shipped int8 one closely."""
     import build_classifier as bc
