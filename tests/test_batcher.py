@@ -253,3 +253,30 @@ async def test_texts_arriving_while_every_thread_is_busy_go_in_one_batch() -> No
     sizes = sorted(len(c) for c in calls)
     assert sizes[-1] == 8 and sum(sizes) == 13  # the 11 later texts: runs of 8 and 3
     assert b.stats.batches == 4
+
+
+async def test_a_thread_takes_the_next_run_without_the_event_loop() -> None:
+    """A thread that finishes a run starts the next waiting one itself: with the event loop
+    held (as under load, by other calls), the next run still starts. The results still
+    reach their callers through the loop."""
+    started = [threading.Event() for _ in range(3)]
+    release = threading.Event()
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        i = int(texts[0].split()[-1])
+        started[i].set()
+        if i == 0:
+            assert release.wait(10)
+        return np.full((len(texts), 2), i, dtype=np.float32)
+
+    with ThreadPoolExecutor(1) as pool:
+        b = MicroBatcher(encode, pool, max_batch=1, max_wait_us=0, parallelism=1)
+        loop = asyncio.get_running_loop()
+        waiting = [asyncio.ensure_future(b.embed(f"text {i}")) for i in range(3)]
+        assert await loop.run_in_executor(None, started[0].wait, 10)
+        release.set()
+        # Deliberately blocking the loop thread: runs 1 and 2 must start all the same.
+        assert started[1].wait(10) and started[2].wait(10)
+        results = await asyncio.wait_for(asyncio.gather(*waiting), 10)
+    assert [float(emb[0, 0]) for emb, _ in results] == [0.0, 1.0, 2.0]
+    assert b.stats.batches == 3
