@@ -209,10 +209,6 @@ def train_head(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.
     return w.T.astype(np.float32), b.astype(np.float32)
 
 
-def logits(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return x @ w.T + b
-
-
 def fit(
     train: Sequence[Example],
     val: Sequence[Example],
@@ -236,12 +232,12 @@ def fit(
     best: dict[str, object] | None = None
     for l2 in l2_grid:
         w, b = train_head(x, y, l2)
-        acc = float((logits(xv, w, b).argmax(1) == yv).mean())
+        acc = float((head_logits({"weight": w, "bias": b}, xv).argmax(1) == yv).mean())
         print(f"  l2 {l2:g}: in-source validation accuracy {acc:.4f}", flush=True)
         if best is None or acc > best["val_accuracy"]:  # type: ignore[operator]
             best = {"weight": w, "bias": b, "l2": l2, "val_accuracy": acc}
     assert best is not None
-    best["temperature"] = bc.fit_temperature(logits(xv, best["weight"], best["bias"]), yv)  # type: ignore[arg-type]
+    best["temperature"] = bc.fit_temperature(head_logits(best, xv), yv)
     return best
 
 

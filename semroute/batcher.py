@@ -10,7 +10,7 @@ cancellation) is dropped before it costs an encoder pass.
 
 An inference thread that finishes a run takes the next one itself, without a round
 trip through the event loop: under load that hop left each thread idle ~1.5 ms per
-~13 ms run (12-14% of the encoder, measured with h2load-free closed loops). So the
+~13 ms run (12-14% of the encoder, measured in encoder-bound closed loops). So the
 waiting texts are shared with the threads under a lock, and results go back to the
 loop with `call_soon_threadsafe`.
 
