@@ -68,6 +68,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
     ),
+    Extension("semroute._wordpiece", ["csrc/_wordpiece.pyx"], extra_compile_args=["-O3"]),
 ]
 
 setup(
