@@ -11,16 +11,24 @@ strings) that serving never reads. Cases, one prompt per call as the static tier
 
 Rounds are interleaved so background load hits all cases alike; medians of the rounds.
 
+``--decisions CONFIG`` measures the whole decision instead: process CPU per ``Router.route``
+(rules, static tier, classifier where the cascade sends it, policy), one prompt at a time, for
+two routers loaded from CONFIG in this process, one with the compiled path and one without
+(``SEMROUTE_COMPILED_TOKENIZER=0``), rounds interleaved.
+
     python -m benchmarks.tokenizer   # writes benchmarks/results/tokenizer-*.json
+    python -m benchmarks.tokenizer --decisions configs/default.yaml   # tokenizer-ab-*.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,9 +38,13 @@ from tokenizers import Tokenizer
 
 from benchmarks.prompts import chat_prompts, default_data_dir, load_mmlu, load_mt_bench
 from benchmarks.static_tier import round_times
+from semroute.config import load_config
 from semroute.encoder import default_model_dir
-from semroute.encoder.tokenize import TextTokenizer
+from semroute.encoder.tokenize import COMPILED_ENV, TextTokenizer
 from semroute.encoder.variants import cpu_signature
+from semroute.router import Router
+from semroute.server.app import load_router
+from semroute.types import RouteQuery
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -51,13 +63,58 @@ def prompt_sets(n: int, seed: int) -> dict[str, list[str]]:
     return {k: v[:n] for k, v in sets.items()}
 
 
+def decisions(config: Path, rounds: int) -> dict[str, object]:
+    """CPU per decision with and without the compiled path (see the module docstring)."""
+    routers = {}
+    for name, flag in (("compiled", "1"), ("library", "0")):
+        os.environ[COMPILED_ENV] = flag
+        routers[name] = load_router(load_config(config))
+    os.environ.pop(COMPILED_ENV)
+    sets = prompt_sets(400, seed=7)
+    texts = [t for v in sets.values() for t in v[:400]]
+    tiers: dict[str, int] = {}
+
+    def run(router: Router) -> float:
+        t0 = time.process_time()
+        for text in texts:
+            tier = router.route(RouteQuery(text=text)).tier.name
+            tiers[tier] = tiers.get(tier, 0) + 1
+        return (time.process_time() - t0) / len(texts) * 1e6
+
+    for router in routers.values():
+        run(router)  # warm-up
+    per: dict[str, list[float]] = {name: [] for name in routers}
+    for r in range(rounds):
+        for name in sorted(routers, reverse=bool(r % 2)):
+            per[name].append(round(run(routers[name]), 1))
+    med = {name: statistics.median(v) for name, v in per.items()}
+    return {
+        "config": str(config),
+        "prompts": {k: min(len(v), 400) for k, v in sets.items()},
+        "tiers_per_round": {k: v // (rounds + 1) // len(routers) for k, v in tiers.items()},
+        "us_per_decision_rounds": per,
+        "median_us": med,
+        "saved_us": round(med["library"] - med["compiled"], 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompts", type=int, default=2000, help="prompts per set (at most)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--min-s", type=float, default=0.5, help="seconds per round and case")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--decisions", type=Path, help="CPU per decision A/B with this config")
     args = ap.parse_args(argv)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    if args.decisions:
+        result = {"benchmark": "tokenizer-ab", "cpu": cpu_signature(), "rounds": args.rounds}
+        result |= decisions(args.decisions, args.rounds)
+        out = args.out or RESULTS / f"tokenizer-ab-{args.decisions.stem}-{stamp}.json"
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps({k: result[k] for k in ("median_us", "saved_us", "tiers_per_round")}))
+        print(f"-> {out}")
+        return
 
     path = default_model_dir() / "tokenizer.json"
     tok = TextTokenizer(path, 128)
@@ -105,7 +162,6 @@ def main(argv: list[str] | None = None) -> None:
         "min_s": args.min_s,
         "rows": rows,
     }
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     out = args.out or RESULTS / f"tokenizer-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -125,3 +125,13 @@ def test_a_tokenizer_of_another_kind_is_not_compiled(tmp_path: Path) -> None:
     ref.no_truncation()
     text = "Hello World, MixedCase Words"
     assert tok.ids([text], add_special_tokens=True) == [ref.encode(text).ids]
+
+
+def test_the_compiled_path_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SEMROUTE_COMPILED_TOKENIZER=0 sends every text to tokenizers, with the same ids."""
+    text = "Write a Python function that parses ISO-8601 dates"
+    on = TextTokenizer(TOKENIZER, 128)
+    monkeypatch.setenv("SEMROUTE_COMPILED_TOKENIZER", "0")
+    off = TextTokenizer(TOKENIZER, 128)
+    assert on.compiled and not off.compiled
+    assert off.ids([text], add_special_tokens=True) == on.ids([text], add_special_tokens=True)

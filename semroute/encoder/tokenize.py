@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,9 @@ from semroute.encoder.errors import EncoderError
 
 log = logging.getLogger("semroute.encoder")
 
+# Set to 0 to send every text to ``tokenizers`` (an escape hatch, and the A/B baseline of
+# benchmarks/tokenizer.py); read when a tokenizer is loaded.
+COMPILED_ENV = "SEMROUTE_COMPILED_TOKENIZER"
 HEAD_TAIL = "head_tail"
 HEAD = "head"
 
@@ -135,7 +139,8 @@ class TextTokenizer:
         # Added tokens are matched in the raw text before normalisation; compared lowercased
         # here, so that whatever casing the file allows goes to ``tokenizers``.
         self._specials = tuple(t["content"].lower() for t in spec.get("added_tokens") or ())
-        self._fast = _ascii_wordpiece(spec, tok, path)
+        compiled = os.environ.get(COMPILED_ENV, "1") != "0"
+        self._fast = _ascii_wordpiece(spec, tok, path) if compiled else None
 
     @property
     def compiled(self) -> bool:
