@@ -60,8 +60,11 @@ cdef class AsciiWordPiece:
         self._sep = int(vocab[sep])
         self._max_chars = max_chars
 
-    def encode(self, str text, bint add_special_tokens) -> list:
-        """Token ids of ``text``, which must be ASCII (ValueError otherwise)."""
+    def encode(self, text, bint add_special_tokens) -> list:
+        """Token ids of ``text``, which must be ASCII (ValueError otherwise); a str subclass
+        such as numpy.str_ is taken as its plain value."""
+        if type(text) is not str:
+            text = str(text)
         if not text.isascii():
             raise ValueError("AsciiWordPiece.encode takes ASCII text only")
         cdef bytes raw = text.encode("ascii")

@@ -135,3 +135,12 @@ def test_the_compiled_path_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) 
     off = TextTokenizer(TOKENIZER, 128)
     assert on.compiled and not off.compiled
     assert off.ids([text], add_special_tokens=True) == on.ids([text], add_special_tokens=True)
+
+
+def test_a_str_subclass_is_tokenised_like_its_value() -> None:
+    """numpy.str_ (texts read from .npz files) takes the compiled path like a plain str."""
+    import numpy as np
+
+    tok = TextTokenizer(TOKENIZER, 128)
+    text = "Which of the following is a prime number?"
+    assert tok.ids([np.str_(text)], add_special_tokens=True) == [reference().encode(text).ids]
