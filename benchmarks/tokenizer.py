@@ -33,14 +33,13 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from semroute._wordpiece import AsciiWordPiece
 from tokenizers import Tokenizer
 
 from benchmarks.prompts import chat_prompts, default_data_dir, load_mmlu, load_mt_bench
 from benchmarks.static_tier import round_times
 from semroute.config import load_config
 from semroute.encoder import default_model_dir
-from semroute.encoder.tokenize import COMPILED_ENV, TextTokenizer
+from semroute.encoder.tokenize import COMPILED_ENV, TextTokenizer, wordpiece_of
 from semroute.encoder.variants import cpu_signature
 from semroute.router import Router
 from semroute.server.app import load_router
@@ -71,7 +70,7 @@ def decisions(config: Path, rounds: int) -> dict[str, object]:
         routers[name] = load_router(load_config(config))
     os.environ.pop(COMPILED_ENV)
     sets = prompt_sets(400, seed=7)
-    texts = [t for v in sets.values() for t in v[:400]]
+    texts = [t for v in sets.values() for t in v]
     tiers: dict[str, int] = {}
 
     def run(router: Router) -> float:
@@ -90,7 +89,7 @@ def decisions(config: Path, rounds: int) -> dict[str, object]:
     med = {name: statistics.median(v) for name, v in per.items()}
     return {
         "config": str(config),
-        "prompts": {k: min(len(v), 400) for k, v in sets.items()},
+        "prompts": {k: len(v) for k, v in sets.items()},
         "tiers_per_round": {k: v // (rounds + 1) // len(routers) for k, v in tiers.items()},
         "us_per_decision_rounds": per,
         "median_us": med,
@@ -124,9 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     library.no_padding()
     library.no_truncation()
     model = json.loads(path.read_text())["model"]
-    fast = AsciiWordPiece(
-        model["vocab"], model["unk_token"], "[CLS]", "[SEP]", model["max_input_chars_per_word"]
-    )
+    fast = wordpiece_of(model)
     rows = []
     for name, texts in prompt_sets(args.prompts, seed=20261201).items():
         ascii_texts = [t for t in texts if t.isascii()]

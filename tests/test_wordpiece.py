@@ -18,7 +18,7 @@ from semroute._wordpiece import AsciiWordPiece
 from tokenizers import Tokenizer
 
 from semroute.encoder import default_model_dir
-from semroute.encoder.tokenize import TextTokenizer
+from semroute.encoder.tokenize import TextTokenizer, wordpiece_of
 
 from .conftest import REPO, SHARED_DATA
 
@@ -35,10 +35,7 @@ def reference() -> Tokenizer:
 
 
 def compiled() -> AsciiWordPiece:
-    model = json.loads(TOKENIZER.read_text())["model"]
-    return AsciiWordPiece(
-        model["vocab"], model["unk_token"], "[CLS]", "[SEP]", model["max_input_chars_per_word"]
-    )
+    return wordpiece_of(json.loads(TOKENIZER.read_text())["model"])
 
 
 def random_texts(n: int, seed: int) -> list[str]:
