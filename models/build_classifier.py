@@ -783,6 +783,7 @@ def export_meta(
             "lr": args.lr,
             "head_lr": args.head_lr,
             "emb_weight": args.emb_weight,
+            "also_weight": args.also_weight,
             "max_tokens": TRAIN_MAX_TOKENS,
             "torch": torch.__version__,
             "threads": args.threads,

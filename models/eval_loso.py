@@ -146,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "output, sharing this run's cached lower layers)",
     )
     ap.add_argument("--version", default=time.strftime("%Y%m%d"), help="with --export-out")
+    ap.add_argument(
+        "--fp32-out",
+        type=Path,
+        help="with --export-out: also keep the fp32 graph here (for models/build_variants.py)",
+    )
     ap.add_argument("--fold-steps", type=int, default=300, help="training steps per fold")
     ap.add_argument(
         "--lower-cache", type=Path, help="keep the frozen lower layers' output here between runs"
@@ -179,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.export_out:
         model, temperature, val_acc, report = bc.fit(all_train, all_val, cache, args, weights, cfg)
         meta = bc.export_meta(args, src, all_train, all_val, temperature, val_acc, report, started)
-        bc.export(model, cfg, tok, args.export_out, bc.plain_model_dir() / "tokenizer.json", meta)
+        tokenizer_json = bc.plain_model_dir() / "tokenizer.json"
+        bc.export(model, cfg, tok, args.export_out, tokenizer_json, meta, args.fp32_out)
     args.steps = args.fold_steps
     predicted: dict[int, str] = {}
     probs_all: list[np.ndarray] = []

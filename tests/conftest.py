@@ -114,6 +114,17 @@ def router(config: Config, encoder, index_dir: Path):  # type: ignore[no-untyped
 
 
 @pytest.fixture(scope="session")
+def served_router(config: Config, encoder, index_dir: Path):  # type: ignore[no-untyped-def]
+    """The default config as `semroute serve` runs it: with the static encoder, so the
+    cascade's static tier answers what it is sure of and the classifier the rest."""
+    from semroute.encoder.static import StaticEncoder, default_static_dir
+    from semroute.router import Router, RoutingState
+
+    static = StaticEncoder(default_static_dir(), max_tokens=config.encoder.max_tokens)
+    return Router(encoder, RoutingState.load(config, encoder, index_dir, static), static)
+
+
+@pytest.fixture(scope="session")
 def server(index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `semroute serve` process on 127.0.0.1 with the bundled model and default config."""
     port = free_port()

@@ -20,6 +20,8 @@ from semroute.encoder.route_head import HEAD_FILE, RouteHead
 from semroute.encoder.static import default_static_dir
 from semroute.types import Tier
 
+from .conftest import ENCODER_BOUND_PROMPT
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "models"))
 
@@ -186,12 +188,16 @@ tier = config.fast_tier.model_copy(update={'enabled': True})
 config = config.model_copy(update={'fast_tier': tier})
 router = load_router(config)
 for text in ('write a rust function that sums a vector',  # the static head is sure of it
-             'is it worth refinancing my mortgage when rates drop half a point'):  # it is not
+             %r):  # it is not (ENCODER_BOUND_PROMPT)
     d = router.route(RouteQuery(text=text))
     print(d.route, d.classifier_version, int(d.tier))
 """
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False
+        [sys.executable, "-c", code % ENCODER_BOUND_PROMPT],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     (route, version, tier), (_, version2, tier2) = (ln.split() for ln in out.stdout.splitlines())

@@ -159,7 +159,7 @@ def test_metrics_count_decisions_caches_latency_refusals_and_versions(
         "design a sharded, replicated key-value store with exactly-once semantics",
         # Last, and one the cascade's static head is unsure of: it reaches the encoder (a
         # batch is counted) and `last` names the encoder's classifier, as the info metric does.
-        "is it worth refinancing my mortgage when rates drop half a point",
+        ENCODER_BOUND_PROMPT,
     ]
     repeats = 5
     decided: Counter[tuple[str, str]] = Counter()

@@ -16,6 +16,8 @@ from semroute.route_classifier import ClassifierRoutes
 from semroute.types import Reason, RouteQuery
 from semroute.v1 import router_pb2 as pb
 
+from .conftest import ENCODER_BOUND_PROMPT
+
 TAXONOMY = ("general", "math", "formal_math", "code_generation")
 
 
@@ -128,7 +130,8 @@ def test_router_decides_with_the_classifier_and_names_its_version(router) -> Non
 
 
 # Prompts of the kinds an outside test found misrouted (maths to translation, code to extraction),
-# in English and Chinese, with the routes a person would accept.
+# in English, Chinese and Russian, with the routes a person would accept. Team-written: a
+# regression guard, not an accuracy figure.
 TASK_PROMPTS = [
     ("Find all real x such that x^4 - 5x^2 + 4 = 0.", {"math", "reasoning", "formal_math"}),
     ("求所有满足 x^2 - 5x + 6 = 0 的实数 x。", {"math", "reasoning", "formal_math"}),
@@ -143,12 +146,44 @@ TASK_PROMPTS = [
         "Write a short story about a lighthouse keeper who finds a message in a bottle.",
         {"creative_writing", "rewriting"},
     ),
+    ("Напишите стихотворение о зимнем лесе.", {"creative_writing", "rewriting"}),
+    (
+        "Напиши на Python функцию, которая сливает два отсортированных списка в один.",
+        {"code_generation", "debugging", "data_sql"},
+    ),
 ]
+# Russian maths: the classifier routes it by task, but the shipped static head (the served
+# cascade's first tier) sends it to `extraction` with confidence, since nearly all its Cyrillic
+# training text was xQuAD's reading comprehension. Known, not fixed in this build (models/README,
+# "Russian and the static tier"): strict, so a head that fixes it turns these red until the mark
+# goes.
+RUSSIAN_MATHS = [
+    (
+        "Найдите все действительные корни уравнения x^3 - 6x^2 + 11x - 6 = 0.",
+        {"math", "reasoning", "formal_math"},
+    ),
+    ("Вычислите интеграл от 0 до 1 функции x^2 e^x dx.", {"math", "reasoning", "formal_math"}),
+]
+_STATIC_CYRILLIC = pytest.mark.xfail(
+    strict=True, reason="static head: Cyrillic maths to extraction (models/README)"
+)
+TASK_CASES = [
+    *(pytest.param(p, a, t, id=f"{t}-{i}") for t in ("classifier", "served")
+      for i, (p, a) in enumerate(TASK_PROMPTS)),
+    *(pytest.param(p, a, "classifier", id=f"classifier-ru-maths-{i}")
+      for i, (p, a) in enumerate(RUSSIAN_MATHS)),
+    *(pytest.param(p, a, "served", id=f"served-ru-maths-{i}", marks=_STATIC_CYRILLIC)
+      for i, (p, a) in enumerate(RUSSIAN_MATHS)),
+]  # fmt: skip
 
 
-@pytest.mark.parametrize(("prompt", "accepted"), TASK_PROMPTS)
-def test_tasks_route_by_task_in_any_language(router, prompt: str, accepted: set[str]) -> None:  # type: ignore[no-untyped-def]
-    assert router.route(RouteQuery(text=prompt)).route in accepted
+@pytest.mark.parametrize(("prompt", "accepted", "tiers"), TASK_CASES)
+def test_tasks_route_by_task_in_any_language(  # type: ignore[no-untyped-def]
+    router, served_router, prompt: str, accepted: set[str], tiers: str
+) -> None:
+    """The classifier alone and the served cascade (static tier first) both route by task."""
+    chosen = router if tiers == "classifier" else served_router
+    assert chosen.route(RouteQuery(text=prompt)).route in accepted
 
 
 def test_grpc_decision_carries_the_classifier_version(stub) -> None:  # type: ignore[no-untyped-def]
@@ -157,7 +192,7 @@ def test_grpc_decision_carries_the_classifier_version(stub) -> None:  # type: ig
     ]
     # The encoder's classifier decides and names itself.
     d = stub.Route(
-        pb.RouteRequest(prompt="is it worth refinancing my mortgage when rates drop half a point"),
+        pb.RouteRequest(prompt=ENCODER_BOUND_PROMPT),
         timeout=30,
     )
     assert d.tier == pb.TIER_ENCODER and d.reason == pb.DECISION_REASON_CLASSIFIER

@@ -12,8 +12,6 @@ import pytest
 import yaml
 
 from semroute.config import Config
-from semroute.encoder.static import StaticEncoder, default_static_dir
-from semroute.router import Router, RoutingState
 from semroute.types import RouteQuery
 
 PROBES = Path(__file__).parent / "data" / "route_probes.yaml"
@@ -22,13 +20,9 @@ HARD_ROUTES = {"reasoning", "formal_math", "high_stakes"}
 
 
 @pytest.fixture(params=["classifier", "served"])
-def probe_router(request, router, config: Config, encoder, index_dir: Path):  # type: ignore[no-untyped-def]
-    """The classifier alone, and the default config as `semroute serve` runs it (with the
-    static encoder, so the cascade's static tier answers what it is sure of)."""
-    if request.param == "classifier":
-        return router
-    static = StaticEncoder(default_static_dir(), max_tokens=config.encoder.max_tokens)
-    return Router(encoder, RoutingState.load(config, encoder, index_dir, static), static)
+def probe_router(request, router, served_router):  # type: ignore[no-untyped-def]
+    """The classifier alone, and the default config as `semroute serve` runs it (the cascade)."""
+    return router if request.param == "classifier" else served_router
 
 
 def _probes() -> list[tuple[str, str]]:

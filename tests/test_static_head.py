@@ -19,7 +19,7 @@ from semroute.encoder.static import StaticEncoder, default_static_dir
 from semroute.encoder.static_head import HEAD_FILE, HEAD_META
 from semroute.router import Router, RoutingState
 from semroute.types import Reason, RouteQuery, Tier
-from tests.conftest import REPO, SHARED_DATA, count_encodes
+from tests.conftest import ENCODER_BOUND_PROMPT, REPO, SHARED_DATA, count_encodes
 
 sys.path.insert(0, str(REPO / "models"))
 
@@ -236,3 +236,11 @@ def test_shipped_head_on_a_source_it_never_trained_on(static) -> None:  # type: 
     assert ok.mean() >= 0.58
     assert answered.mean() >= 0.50
     assert ok[answered].mean() >= 0.71
+
+
+def test_the_encoder_bound_prompt_reaches_the_encoder(served_router) -> None:  # type: ignore[no-untyped-def]
+    """Several server tests need a prompt that the shipped static head leaves to the encoder
+    (conftest.ENCODER_BOUND_PROMPT). A rebuilt head may become sure of it: then this test, not
+    theirs, says so, and the constant needs a prompt the new head is unsure of."""
+    d = served_router.route(RouteQuery(text=ENCODER_BOUND_PROMPT))
+    assert d.tier == Tier.ENCODER, (d.tier, d.route, d.classifier_version)
