@@ -99,12 +99,12 @@ def load_utterances(config: Path = CONFIG) -> list[Example]:
     ]
 
 
-def load_synthetic(seed: int) -> list[Example]:
+def load_synthetic(seed: int, russian_supplement: bool = False) -> list[Example]:
     from route_synthetic import synthetic_prompts
 
     return [
         Example(p["prompt"], p["route"], "semroute_synthetic", f"syn:{p['template']}", p["lang"])
-        for p in synthetic_prompts(seed)
+        for p in synthetic_prompts(seed, russian_supplement=russian_supplement)
     ]
 
 
@@ -141,9 +141,10 @@ def noise_examples(seed: int, n: int = 400) -> list[Example]:
     return out
 
 
-def collect(shared: Path, seed: int) -> list[Example]:
+def collect(shared: Path, seed: int, russian_supplement: bool = False) -> list[Example]:
     """All examples: external sources, our templates and noise, the config's utterances."""
-    return load_all(shared) + load_synthetic(seed) + noise_examples(seed) + load_utterances()
+    synthetic = load_synthetic(seed, russian_supplement)
+    return load_all(shared) + synthetic + noise_examples(seed) + load_utterances()
 
 
 def read_examples(path: Path) -> list[Example]:
@@ -719,6 +720,11 @@ def add_training_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--train-layers", type=int, default=1, help="top layers fine-tuned")
+    ap.add_argument(
+        "--russian-supplement",
+        action="store_true",
+        help="add route_synthetic.RUSSIAN_SUPPLEMENT (measured, not in the shipped model)",
+    )
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--head-lr", type=float, default=3e-3)
     ap.add_argument("--emb-weight", type=float, default=2.0)
@@ -784,6 +790,7 @@ def export_meta(
             "head_lr": args.head_lr,
             "emb_weight": args.emb_weight,
             "also_weight": args.also_weight,
+            "russian_supplement": args.russian_supplement,
             "max_tokens": TRAIN_MAX_TOKENS,
             "torch": torch.__version__,
             "threads": args.threads,
@@ -819,7 +826,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     src, cfg, weights, tok, cache = setup(args)
-    examples = read_examples(args.examples) if args.examples else collect(args.shared, args.seed)
+    examples = (
+        read_examples(args.examples)
+        if args.examples
+        else collect(args.shared, args.seed, args.russian_supplement)
+    )
     train_set, val_set = split(examples, set(), args.seed)
     if args.limit:
         train_set, val_set = train_set[: args.limit], val_set[: max(16, args.limit // 4)]

@@ -545,6 +545,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cascade-json", type=Path, help="with --out: thresholds from this result")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--seed", type=int, default=bc.SEED)
+    ap.add_argument(
+        "--russian-supplement", action="store_true", help="as build_classifier.py's: same data"
+    )
     ap.add_argument("--feature-cache", type=Path, help="keep the static embeddings here")
     ap.add_argument("--l2", type=float, nargs="+", default=list(L2_GRID), help="L2 grid")
     args = ap.parse_args(argv)
@@ -552,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("give --out and/or --loso")
     started = time.perf_counter()
 
-    examples = bc.collect(args.shared, args.seed)
+    examples = bc.collect(args.shared, args.seed, args.russian_supplement)
     encoder = StaticEncoder(args.static_dir, max_tokens=args.max_tokens)
     z = np.load(args.probs)
     rows, fold_of = loso_rows(examples, args.seed)

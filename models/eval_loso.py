@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     started = time.perf_counter()
 
-    examples = bc.collect(args.shared, args.seed)
+    examples = bc.collect(args.shared, args.seed, args.russian_supplement)
     folds = [FOLDS[int(i)] for i in args.folds.split(",")] if args.folds else list(FOLDS)
     src, cfg, weights, tok, cache = bc.setup(args)
     # Every text any fold trains on or scores, in one pass of the frozen lower layers.

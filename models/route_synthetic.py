@@ -1068,6 +1068,49 @@ RU_CODE_TASKS: list[str] = [
     "парсит JSON и выводит все ключи",
 ]
 ES_TOPICS: list[str] = ["el mar", "la lluvia", "mi abuela", "el verano", "la amistad", "un gato"]
+# Slot lists of the Russian supplement (RUSSIAN_SUPPLEMENT below); the lists above stay as they
+# were so the main generator's draws do not move.
+RU_TOPICS_X: list[str] = [
+    *RU_TOPICS,
+    "дружбе",
+    "детстве",
+    "весеннем дожде",
+    "старом доме",
+    "дороге домой",
+    "космосе",
+    "маме",
+    "ночном городе",
+]
+RU_CODE_TASKS_X: list[str] = [
+    *RU_CODE_TASKS,
+    "переворачивает связный список",
+    "реализует бинарный поиск в отсортированном массиве",
+    "считает, сколько раз встречается каждый символ в строке",
+    "проверяет, правильно ли расставлены скобки в выражении",
+    "реализует простой LRU-кэш",
+]
+RU_THEMES: list[str] = [
+    "Что такое счастье",
+    "Роль книг в жизни человека",
+    "Мой любимый город",
+    "Зачем нужна дружба",
+    "Человек и природа",
+    "Каким я вижу будущее",
+]
+RU_BUSINESSES: list[str] = [
+    "новой кофейни",
+    "магазина велосипедов",
+    "онлайн-школы английского",
+    "пекарни у дома",
+    "службы доставки цветов",
+]
+RU_ROLES: list[str] = ["пират", "космонавт", "старый библиотекарь", "уличный кот", "рыцарь"]
+RU_REVIEWS: list[str] = [
+    "Доставка опоздала на три дня, а коробка пришла мятая.",
+    "Отличный телефон, батарея держит два дня, всем советую!",
+    "Персонал вежливый, но номер был грязный и шумный.",
+    "Книга скучная, еле дочитал до середины.",
+]
 DE_TOPICS: list[str] = ["den Herbst", "das Meer", "Berlin im Winter", "Freundschaft", "Heimweh"]
 FR_TOPICS: list[str] = ["l'automne", "la mer", "Paris sous la pluie", "l'enfance", "un chat"]
 JA_TOPICS: list[str] = ["桜", "夏祭り", "東京の夜", "ふるさと", "初雪"]
@@ -1723,6 +1766,12 @@ RU_PASSAGE: str = (
     "В понедельник в центре города открылся новый парк площадью пять гектаров. В парке есть "
     "детская площадка, велодорожки и летнее кафе. По словам мэрии, строительство заняло два "
     "года и обошлось в 300 миллионов рублей."
+)
+RU_PASSAGE_2: str = (
+    "По итогам третьего квартала выручка компании выросла на 12% и составила 4,1 млрд рублей. "
+    "Основной рост дали онлайн-продажи, тогда как доля розничных магазинов снизилась. "
+    "Руководство планирует открыть новый склад в Екатеринбурге и сократить сроки доставки "
+    "до двух дней. Совет директоров соберётся 15 ноября, чтобы утвердить бюджет на следующий год."
 )
 
 REWRITING: list[Family] = [
@@ -2713,6 +2762,13 @@ SLOTS: dict[str, Any] = {
     "zh_task": ZH_CODE_TASKS,
     "zh_lang": ZH_LANGS,
     "ru_topic": RU_TOPICS,
+    "ru_topic_x": RU_TOPICS_X,
+    "ru_task_x": RU_CODE_TASKS_X,
+    "ru_theme": RU_THEMES,
+    "ru_business": RU_BUSINESSES,
+    "ru_role": RU_ROLES,
+    "ru_review": RU_REVIEWS,
+    "ru_doc_x": [RU_PASSAGE, RU_PASSAGE_2],
     "ru_task": RU_CODE_TASKS,
     "es_topic": ES_TOPICS,
     "de_topic": DE_TOPICS,
@@ -2772,6 +2828,121 @@ LANG_WEIGHTS: dict[str, float] = {
 
 # Small routes: fraction of per_route to generate.
 ROUTE_SCALE: dict[str, float] = {"greeting": 0.5, "faq_lookup": 0.5, "general": 0.5}
+
+# ---------------------------------------------------------------------------------------------
+# Russian supplement (off by default: the shipped model was trained without it; models/README.md,
+# "Russian templates"). The main templates hold 75 Russian prompts, so nearly all Cyrillic text
+# the models saw was xQuAD's reading comprehension and the static tier sends Russian maths and
+# poems to `extraction`. These templates put Russian in every route. They are drawn by their own
+# generator after the main rows, so turning them on leaves every main row byte-identical.
+# ---------------------------------------------------------------------------------------------
+
+RUSSIAN_SUPPLEMENT: dict[str, list[str]] = {
+    "creative_writing": [
+        "Сочини сказку на ночь для пятилетнего ребёнка о {ru_topic_x}.",
+        "Напиши текст песни о {ru_topic_x}, лёгкий и весёлый.",
+        "Напиши эссе на тему «{ru_theme}» примерно на 500 слов.",
+        "Набросай сюжет научно-фантастического рассказа о {ru_topic_x}.",
+        "Напиши тост на свадьбу лучшего друга: трогательный, но не слишком длинный.",
+        "Придумай три рекламных слогана для {ru_business}.",
+        "Сочини хокку о {ru_topic_x}.",
+        "Напиши четверостишие для новогодней открытки бабушке.",
+        "Придумай диалог двух старых друзей, которые спорят о {ru_topic_x}.",
+        "Напиши речь для выпускного вечера в школе, вдохновляющую и с юмором.",
+        "Представь, что ты {ru_role}, и расскажи историю о {ru_topic_x}.",
+        "Напиши пост для блога о {ru_topic_x} в дружелюбном тоне.",
+        "Напиши стихотворение о {ru_topic_x}.",
+    ],
+    "math": [
+        "Вычислите неопределённый интеграл от {fn}.",
+        "Поезд проехал {n3} км за {n1} часа. Какова его средняя скорость?",
+        "Найдите площадь прямоугольного треугольника с катетами {n1} и {n2} см.",
+        "Какова вероятность, что при {n1} бросках кубика хотя бы раз выпадет шестёрка?",
+        "Сколько процентов составляет {n1} от {n3}?",
+        "Оля купила {n1} тетрадей по {n2} рублей и ручку за {n3} рублей. Сколько она заплатила?",
+        "Решите систему уравнений: x + y = {n3}, x - y = {n1}.",
+        "Одна труба наполняет бассейн за {n1} часов, другая за {n2} часов. За сколько часов его "
+        "наполнят обе трубы?",
+        "Вклад {n3}000 рублей под {n1}% годовых. Сколько будет на счёте через 3 года?",
+        "Упростите выражение (a + b)^2 - (a - b)^2.",
+        "Сколько существует способов рассадить {n1} человек за круглым столом?",
+        "Найдите наименьшее натуральное число, которое при делении на 3, 4 и 5 даёт в остатке 2.",
+        "Сколько диагоналей у выпуклого двенадцатиугольника?",
+        "Мама в три раза старше дочери, а через десять лет будет старше в два раза. Сколько лет "
+        "дочери сейчас?",
+        "Периметр квадрата равен {n3} см. Найдите его площадь.",
+        "Сколько нулей стоит в конце числа сто факториал?",
+        "Найдите наибольший общий делитель чисел {n3} и {n2} и объясните, как вы его нашли.",
+        "Какова вероятность, что из трёх случайных людей хотя бы двое родились в один день недели?",
+    ],
+    "formal_math": [
+        "Докажите, что корень из 2 — иррациональное число.",
+        "Докажите по индукции, что 1 + 2 + ... + n = n(n + 1)/2.",
+        "Сформулируйте и докажите теорему Лагранжа для конечных групп.",
+        "Докажите, что произведение двух нечётных чисел нечётно.",
+        "Докажите, что любое натуральное число больше единицы раскладывается на простые множители.",
+        "Докажите, что среди любых пяти целых чисел найдутся три с суммой, делящейся на три.",
+        "Докажите, что медианы треугольника пересекаются в одной точке.",
+        "Сформулируйте и докажите теорему о промежуточном значении непрерывной функции.",
+        "Запишите на Lean 4 утверждение, что сумма двух чётных чисел чётна, и докажите его.",
+    ],
+    "code_generation": [
+        "Напиши функцию на Python, которая {ru_task_x}.",
+        "Напиши программу на {plang}, которая {ru_task_x}.",
+        "Как на JavaScript написать функцию, которая {ru_task_x}?",
+        "Реализуй на C++ алгоритм, который {ru_task_x}, с комментариями.",
+        "Нужен класс на Java, который {ru_task_x}. Покажи код и пример использования.",
+    ],
+    "debugging": [
+        "Программа падает с ошибкой {pybug[err]}. Вот код:\n{pybug[code]}\nЧто не так?",
+        "Помогите найти баг, функция работает неправильно:\n{pybug[code]}",
+        "Что означает ошибка «{jsbug[err]}» и как её исправить?",
+    ],
+    "summarization": [
+        "Кратко перескажи этот текст:\n{ru_doc_x}",
+        "Выдели три главные мысли этого текста:\n{ru_doc_x}",
+        "Сократи текст до двух предложений:\n{ru_doc_x}",
+    ],
+    "translation": ["Переведи на английский: {ru_s}", "Переведи на русский: {en}"],
+    "rewriting": [
+        "Перепиши этот текст более официальным языком:\n{ru_doc_x}",
+        "Исправь ошибки и сделай фразу вежливее: {ru_s}",
+    ],
+    "extraction": ["Выпиши из текста все числа и даты:\n{ru_doc_x}"],
+    "classification": [
+        "Определи тональность отзыва (положительный или отрицательный): «{ru_review}»"
+    ],
+    "data_sql": [
+        "Напиши SQL-запрос, который выводит десять самых дорогих заказов за прошлый месяц.",
+        "Как в pandas сгруппировать таблицу по городу и посчитать среднюю зарплату?",
+    ],
+    "reasoning": [
+        "Сравни плюсы и минусы перехода нашей компании с монолита на микросервисы.",
+        "Спланируй по шагам выход небольшого интернет-магазина на рынок Казахстана.",
+        "Оцени риски запуска нового продукта без бета-тестирования и предложи план действий.",
+    ],
+    "high_stakes": [
+        "У меня давящая боль в груди отдаёт в левую руку. Что мне делать?",
+        "Могу ли я расторгнуть договор аренды досрочно без штрафа?",
+    ],
+    "faq_lookup": ["Какая столица Австралии?", "Сколько дней в високосном году?"],
+    "general": [
+        "Чем вирус отличается от бактерии?",
+        "Как подготовиться к собеседованию на первую работу?",
+        "Почему осенью желтеют листья?",
+        "Какой ноутбук лучше выбрать для учёбы?",
+    ],
+}
+# Rows per route the supplement aims for (fewer when its templates run dry).
+RUSSIAN_SUPPLEMENT_ROWS: dict[str, int] = {
+    "creative_writing": 40,
+    "math": 40,
+    "formal_math": 9,
+    "code_generation": 20,
+    "debugging": 20,
+    "summarization": 15,
+    "translation": 10,
+}
 
 # ---------------------------------------------------------------------------------------------
 # Generator.
@@ -2890,13 +3061,16 @@ def _route_prompts(route: str, n: int, rng: random.Random, seen: set[str]) -> li
     return rows
 
 
-def synthetic_prompts(seed: int = 20261201, per_route: int = 600) -> list[dict]:
+def synthetic_prompts(
+    seed: int = 20261201, per_route: int = 600, *, russian_supplement: bool = False
+) -> list[dict]:
     """Template-generated training prompts, ``per_route`` per route (half for small routes).
 
     Deterministic for a given ``seed``; prompts are unique across the whole result. Each row is
     ``{"prompt", "route", "lang", "template"}``; ``template`` ("route/family/index") groups
     near-duplicates so that train/test splits can hold out whole templates. A route whose
-    templates cannot yield enough distinct prompts returns fewer.
+    templates cannot yield enough distinct prompts returns fewer. ``russian_supplement`` appends
+    RUSSIAN_SUPPLEMENT's rows (measured, not in the shipped model: models/README.md).
     """
     rng = random.Random(seed)
     seen: set[str] = set()
@@ -2904,4 +3078,24 @@ def synthetic_prompts(seed: int = 20261201, per_route: int = 600) -> list[dict]:
     for route in ROUTES:
         n = max(1, round(per_route * ROUTE_SCALE.get(route, 1.0)))
         rows.extend(_route_prompts(route, n, rng, seen))
+    if russian_supplement:
+        rows += _supplement(random.Random(f"{seed}:ru-supplement"), seen)
+    return rows
+
+
+def _supplement(rng: random.Random, seen: set[str]) -> list[dict]:
+    """RUSSIAN_SUPPLEMENT's rows, after the main ones and from their own generator."""
+    rows: list[dict] = []
+    for route, templates in RUSSIAN_SUPPLEMENT.items():
+        want, got, misses = RUSSIAN_SUPPLEMENT_ROWS.get(route, len(templates)), 0, 0
+        while got < want and misses < 200:
+            i = rng.randrange(len(templates))
+            prompt = _fill(templates[i], rng).strip()
+            if prompt in seen:
+                misses += 1
+                continue
+            seen.add(prompt)
+            rows.append({"prompt": prompt, "route": route, "lang": "ru",
+                         "template": f"{route}/ru_supplement/{i}"})  # fmt: skip
+            got, misses = got + 1, 0
     return rows

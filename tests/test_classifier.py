@@ -96,6 +96,20 @@ def test_acceptable_route_loss_counts_any_accepted_route() -> None:
     assert both == pytest.approx((got - np.log(p[0]).item()) / 2, abs=1e-6)
 
 
+def test_russian_supplement_only_adds_russian_rows() -> None:
+    """The supplement is drawn by its own generator: turning it on keeps every default row
+    (what the shipped model trained on) byte-identical and adds Russian rows only."""
+    from route_synthetic import RUSSIAN_SUPPLEMENT, synthetic_prompts
+
+    base = synthetic_prompts()
+    more = synthetic_prompts(russian_supplement=True)
+    assert more[: len(base)] == base
+    added = more[len(base) :]
+    assert added and {r["lang"] for r in added} == {"ru"}
+    assert {r["route"] for r in added} == set(RUSSIAN_SUPPLEMENT)
+    assert len({r["prompt"] for r in more}) == len(more)
+
+
 def test_onnx_matches_torch_logits_and_embedding(tiny_model: Path, tmp_path: Path) -> None:
     """The fp32 graph reproduces torch exactly; the shipped int8 one closely."""
     import build_classifier as bc
