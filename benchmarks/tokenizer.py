@@ -65,10 +65,14 @@ def prompt_sets(n: int, seed: int) -> dict[str, list[str]]:
 def decisions(config: Path, rounds: int) -> dict[str, object]:
     """CPU per decision with and without the compiled path (see the module docstring)."""
     routers = {}
+    before = os.environ.get(COMPILED_ENV)
     for name, flag in (("compiled", "1"), ("library", "0")):
         os.environ[COMPILED_ENV] = flag
         routers[name] = load_router(load_config(config))
-    os.environ.pop(COMPILED_ENV)
+    if before is None:
+        del os.environ[COMPILED_ENV]
+    else:
+        os.environ[COMPILED_ENV] = before
     sets = prompt_sets(400, seed=7)
     texts = [t for v in sets.values() for t in v]
     tiers: dict[str, int] = {}

@@ -18,7 +18,7 @@ from semroute._wordpiece import AsciiWordPiece
 from tokenizers import Tokenizer
 
 from semroute.encoder import default_model_dir
-from semroute.encoder.tokenize import TextTokenizer, wordpiece_of
+from semroute.encoder.tokenize import COMPILED_ENV, TextTokenizer, wordpiece_of
 
 from .conftest import REPO, SHARED_DATA
 
@@ -128,7 +128,7 @@ def test_the_compiled_path_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) 
     """SEMROUTE_COMPILED_TOKENIZER=0 sends every text to tokenizers, with the same ids."""
     text = "Write a Python function that parses ISO-8601 dates"
     on = TextTokenizer(TOKENIZER, 128)
-    monkeypatch.setenv("SEMROUTE_COMPILED_TOKENIZER", "0")
+    monkeypatch.setenv(COMPILED_ENV, "0")
     off = TextTokenizer(TOKENIZER, 128)
     assert on.compiled and not off.compiled
     assert off.ids([text], add_special_tokens=True) == on.ids([text], add_special_tokens=True)
