@@ -2933,15 +2933,19 @@ RUSSIAN_SUPPLEMENT: dict[str, list[str]] = {
         "Какой ноутбук лучше выбрать для учёбы?",
     ],
 }
-# Rows per route the supplement aims for (fewer when its templates run dry).
+# Rows per route the supplement aims for (fewer when its templates run dry). 281 rows in all
+# since build 20261201f (161 before: too few to move the static head off `extraction` for
+# Cyrillic; models/README).
 RUSSIAN_SUPPLEMENT_ROWS: dict[str, int] = {
-    "creative_writing": 40,
-    "math": 40,
-    "formal_math": 9,
-    "code_generation": 20,
-    "debugging": 20,
-    "summarization": 15,
+    "creative_writing": 90,
+    "math": 90,
+    "formal_math": 25,
+    "code_generation": 30,
+    "debugging": 30,
+    "summarization": 20,
     "translation": 10,
+    "reasoning": 15,
+    "general": 15,
 }
 
 # ---------------------------------------------------------------------------------------------

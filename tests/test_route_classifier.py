@@ -11,7 +11,7 @@ import pytest
 from semroute.config import Config, load_config
 from semroute.encoder import default_model_dir
 from semroute.encoder.route_head import RouteHead
-from semroute.encoder.static import default_static_dir
+from semroute.encoder.static import StaticEncoder, default_static_dir
 from semroute.route_classifier import ClassifierRoutes
 from semroute.types import Reason, RouteQuery
 from semroute.v1 import router_pb2 as pb
@@ -152,11 +152,10 @@ TASK_PROMPTS = [
         {"code_generation", "debugging", "data_sql"},
     ),
 ]
-# Russian maths: the classifier routes it by task, but the shipped static head (the served
-# cascade's first tier) sends it to `extraction` with confidence, since nearly all its Cyrillic
-# training text was xQuAD's reading comprehension. Known, not fixed in this build (models/README,
-# "Russian and the static tier"): strict, so a head that fixes it turns these red until the mark
-# goes.
+# Russian maths. Build 20261201b's static head (the served cascade's first tier) sent these to
+# `extraction` with confidence, since nearly all its Cyrillic training text was xQuAD's reading
+# comprehension (models/README, "Russian and the static tier"); 20261201f fixed it with Russian
+# templates in every route. Both tiers are checked here, and the static head on its own below.
 RUSSIAN_MATHS = [
     (
         "Найдите все действительные корни уравнения x^3 - 6x^2 + 11x - 6 = 0.",
@@ -164,16 +163,9 @@ RUSSIAN_MATHS = [
     ),
     ("Вычислите интеграл от 0 до 1 функции x^2 e^x dx.", {"math", "reasoning", "formal_math"}),
 ]
-_STATIC_CYRILLIC = pytest.mark.xfail(
-    strict=True, reason="static head: Cyrillic maths to extraction (models/README)"
-)
 TASK_CASES = [
     *(pytest.param(p, a, t, id=f"{t}-{i}") for t in ("classifier", "served")
-      for i, (p, a) in enumerate(TASK_PROMPTS)),
-    *(pytest.param(p, a, "classifier", id=f"classifier-ru-maths-{i}")
-      for i, (p, a) in enumerate(RUSSIAN_MATHS)),
-    *(pytest.param(p, a, "served", id=f"served-ru-maths-{i}", marks=_STATIC_CYRILLIC)
-      for i, (p, a) in enumerate(RUSSIAN_MATHS)),
+      for i, (p, a) in enumerate([*TASK_PROMPTS, *RUSSIAN_MATHS])),
 ]  # fmt: skip
 
 
@@ -184,6 +176,21 @@ def test_tasks_route_by_task_in_any_language(  # type: ignore[no-untyped-def]
     """The classifier alone and the served cascade (static tier first) both route by task."""
     chosen = router if tiers == "classifier" else served_router
     assert chosen.route(RouteQuery(text=prompt)).route in accepted
+
+
+@pytest.mark.parametrize(("prompt", "accepted"), RUSSIAN_MATHS, ids=["roots", "integral"])
+def test_the_static_tier_never_answers_russian_maths_off_task(
+    config, prompt: str, accepted: set[str]
+) -> None:
+    """The served result above could hide a static head that is wrong but unsure (the encoder
+    then decides): the bug was a head *sure* of `extraction`. It may defer; it must not answer
+    with a route off the task."""
+    static = StaticEncoder(default_static_dir(), max_tokens=config.encoder.max_tokens)
+    head = static.route_head
+    probs = head.probabilities(static.encode([prompt]))[0]
+    top, second = np.sort(probs)[::-1][:2]
+    answers = top >= head.min_probability and top - second >= head.min_margin
+    assert not answers or head.routes[int(probs.argmax())] in accepted
 
 
 def test_grpc_decision_carries_the_classifier_version(stub) -> None:  # type: ignore[no-untyped-def]

@@ -217,11 +217,13 @@ def test_head_for_other_routes_is_refused_beside_the_classifier(
 def test_shipped_head_on_a_source_it_never_trained_on(static) -> None:  # type: ignore[no-untyped-def]
     """MT-Bench is never trained on (route_corpus.EVAL_ONLY_SOURCES): 80 real chat prompts.
 
-    Measured for the shipped head (static-routes/20261201b): 53/80 (0.66) accepted alone; at
-    its default thresholds it answers 49 (61 %), 39 of them acceptably (0.80; the classifier
-    gets 0.763 on all 80). Floors sit ~1.5 binomial standard errors below (SE 0.053 on 80,
-    0.057 on 49), so a rebuild that moves a few borderline prompts passes and a head that
-    answers what it gets wrong, or stops answering, does not.
+    Measured for the shipped head (static-routes/20261201f): 54/80 (0.675) accepted alone; at
+    its default thresholds (0.80 / 0.60) it answers 37 (46 %), 30 of them acceptably (0.81; the
+    classifier gets 0.7875 on all 80). Floors sit ~1.5 binomial standard errors below (SE 0.052
+    on 80 and on the answered share, 0.064 on 37), so a rebuild that moves a few borderline
+    prompts passes and a head that answers what it gets wrong, or stops answering, does not.
+    (The 20261201b head answered 49 at 0.80; a better classifier raised the bar its thresholds
+    are chosen against, models/README.)
     """
     from route_corpus import load_mt_bench
 
@@ -233,8 +235,8 @@ def test_shipped_head_on_a_source_it_never_trained_on(static) -> None:  # type: 
     top = np.sort(probs, 1)
     answered = (top[:, -1] >= head.min_probability) & (top[:, -1] - top[:, -2] >= head.min_margin)
     assert len(items) == 80
-    assert ok.mean() >= 0.58
-    assert answered.mean() >= 0.50
+    assert ok.mean() >= 0.59
+    assert answered.mean() >= 0.38
     assert ok[answered].mean() >= 0.71
 
 
