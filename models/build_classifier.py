@@ -723,7 +723,7 @@ def add_training_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--russian-supplement",
         action="store_true",
-        help="add route_synthetic.RUSSIAN_SUPPLEMENT (measured, not in the shipped model)",
+        help="add route_synthetic.RUSSIAN_SUPPLEMENT (the shipped model, 20261201f, has it)",
     )
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--head-lr", type=float, default=3e-3)

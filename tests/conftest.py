@@ -113,15 +113,20 @@ def router(config: Config, encoder, index_dir: Path):  # type: ignore[no-untyped
     return Router(encoder, RoutingState.load(config, encoder, index_dir))
 
 
-@pytest.fixture(scope="session")
-def served_router(config: Config, encoder, index_dir: Path):  # type: ignore[no-untyped-def]
+def build_served_router(config: Config, encoder, index_dir: Path):  # type: ignore[no-untyped-def]
     """The default config as `semroute serve` runs it: with the static encoder, so the
-    cascade's static tier answers what it is sure of and the classifier the rest."""
+    cascade's static tier answers what it is sure of and the classifier the rest. A new one
+    has empty caches, so its first answer to a prompt comes from a tier, not a cache."""
     from semroute.encoder.static import StaticEncoder, default_static_dir
     from semroute.router import Router, RoutingState
 
     static = StaticEncoder(default_static_dir(), max_tokens=config.encoder.max_tokens)
     return Router(encoder, RoutingState.load(config, encoder, index_dir, static), static)
+
+
+@pytest.fixture(scope="session")
+def served_router(config: Config, encoder, index_dir: Path):  # type: ignore[no-untyped-def]
+    return build_served_router(config, encoder, index_dir)
 
 
 @pytest.fixture(scope="session")
